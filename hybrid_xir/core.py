@@ -8,11 +8,11 @@ Docs: https://hybrid-xir.github.io/hybrid_xir/core.html.md"""
 __all__ = ['HybridXirError', 'DataError', 'ModelError', 'atomic_write', 'write_text_atomic', 'write_json_atomic', 'atomic_dir',
            'cache_dir', 'text_hash', 'file_sha256']
 
-# %% ../nbs/00_core.ipynb #836dee6b
+# %% ../nbs/00_core.ipynb #c6085b5b
 import os, json, hashlib, tempfile, shutil, contextlib
 from pathlib import Path
 
-# %% ../nbs/00_core.ipynb #f6708851
+# %% ../nbs/00_core.ipynb #394df3ad
 class HybridXirError(Exception):
     "Base class of the errors `hybrid_xir` raises for bad input: one clear message, no traceback hunting."
 
@@ -22,7 +22,7 @@ class DataError(HybridXirError, ValueError):
 class ModelError(HybridXirError, ValueError):
     "Unknown model name or a model that cannot be loaded."
 
-# %% ../nbs/00_core.ipynb #5e94b070
+# %% ../nbs/00_core.ipynb #7d30987f
 def _umask():
     "The process umask (read without changing it for long)."
     m = os.umask(0); os.umask(m); return m
@@ -44,7 +44,7 @@ def atomic_write(path, mode='wb', **kwargs):
         with contextlib.suppress(FileNotFoundError): os.unlink(tmp)
         raise
 
-# %% ../nbs/00_core.ipynb #db7f2f60
+# %% ../nbs/00_core.ipynb #a3ff1b8f
 def write_text_atomic(text, path):
     "Write `text` (UTF-8) to `path` atomically; returns `path`."
     with atomic_write(path, 'w', encoding='utf-8') as f: f.write(text)
@@ -60,7 +60,7 @@ def _json_default(o):
     if isinstance(o, Path): return str(o)
     raise TypeError(f'not JSON serialisable: {type(o).__name__}')
 
-# %% ../nbs/00_core.ipynb #05ed2c4b
+# %% ../nbs/00_core.ipynb #3e6d9e6c
 @contextlib.contextmanager
 def atomic_dir(path):
     "Yield a temporary directory beside `path`; on success it replaces `path` in one rename."
@@ -76,7 +76,7 @@ def atomic_dir(path):
         shutil.rmtree(tmp, ignore_errors=True)
         raise
 
-# %% ../nbs/00_core.ipynb #bb4df41e
+# %% ../nbs/00_core.ipynb #276ec78d
 def cache_dir(*parts, create=True):
     "The user cache directory of `hybrid_xir` (env `HYBRID_XIR_CACHE`, else the platform's cache dir), joined with `parts`."
     root = os.environ.get('HYBRID_XIR_CACHE')
@@ -87,7 +87,7 @@ def cache_dir(*parts, create=True):
     if create: p.mkdir(parents=True, exist_ok=True)
     return p
 
-# %% ../nbs/00_core.ipynb #74d1ea42
+# %% ../nbs/00_core.ipynb #5496111c
 def text_hash(text, digest_size=16):
     "Stable BLAKE2b digest (bytes) of a string, used as an embedding-cache key."
     return hashlib.blake2b(text.encode('utf-8'), digest_size=digest_size).digest()

@@ -8,14 +8,14 @@ Docs: https://hybrid-xir.github.io/hybrid_xir/data.html.md"""
 __all__ = ['LAREQA_REPO', 'DATASETS', 'DATA_ENV', 'upstream_url', 'data_dir_candidates', 'fetch_lareqa', 'find_data_dir',
            'parse_lareqa_file', 'LareqaData', 'load_lareqa']
 
-# %% ../nbs/01_data.ipynb #fc9becc1
+# %% ../nbs/01_data.ipynb #06b5abf2
 import os, json, hashlib, urllib.request, urllib.error
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np, pandas as pd
 from .core import DataError, atomic_write, cache_dir, file_sha256
 
-# %% ../nbs/01_data.ipynb #fb476fd3
+# %% ../nbs/01_data.ipynb #6045e379
 LAREQA_REPO = 'google-research-datasets/lareqa'
 
 DATASETS = {
@@ -48,7 +48,7 @@ def upstream_url(dataset, lang):
     d = DATASETS[dataset]
     return f"https://raw.githubusercontent.com/{LAREQA_REPO}/{d['commit']}/{d['path'].format(lang=lang)}"
 
-# %% ../nbs/01_data.ipynb #432d2ad0
+# %% ../nbs/01_data.ipynb #506ea18f
 DATA_ENV = 'HYBRID_XIR_DATA'
 
 def data_dir_candidates(data_dir=None):
@@ -73,7 +73,7 @@ def _check_langs(dataset, langs):
     if not langs: raise DataError(f"no languages selected for {dataset}")
     return list(langs)
 
-# %% ../nbs/01_data.ipynb #8c868724
+# %% ../nbs/01_data.ipynb #2646790a
 def fetch_lareqa(dataset, dest=None, langs=None, timeout=60):
     "Download `dataset`'s files from their pinned upstream commit into `dest` (default: user cache), checking SHA-256."
     langs = _check_langs(dataset, langs)
@@ -94,7 +94,7 @@ def fetch_lareqa(dataset, dest=None, langs=None, timeout=60):
         with atomic_write(out) as f: f.write(data)
     return dest
 
-# %% ../nbs/01_data.ipynb #65e2f161
+# %% ../nbs/01_data.ipynb #8952ddf1
 def find_data_dir(dataset, data_dir=None, langs=None, download=False):
     "The first candidate directory holding every requested file of `dataset`; downloads into the cache if `download`."
     d = _check_dataset(dataset); langs = _check_langs(dataset, langs)
@@ -113,7 +113,7 @@ def find_data_dir(dataset, data_dir=None, langs=None, download=False):
                     f"\nProvide it with data_dir=..., or set ${DATA_ENV} to a directory holding lareqa/{dataset}/<lang>.json, "
                     f"or download it (needs internet) with `hybrid-xir fetch {dataset}` / fetch_lareqa('{dataset}').")
 
-# %% ../nbs/01_data.ipynb #fc083103
+# %% ../nbs/01_data.ipynb #60208be9
 def _read_json(path):
     try:
         with open(path, encoding='utf-8') as f: return json.load(f)
@@ -150,7 +150,7 @@ def parse_lareqa_file(path, lang):
                 else: unanswered += 1
     return qs, cands, ans, unanswered
 
-# %% ../nbs/01_data.ipynb #4d2c1da6
+# %% ../nbs/01_data.ipynb #e4715c63
 @dataclass
 class LareqaData:
     "Questions, candidates and relevance of one LAReQA dataset (see module docs for the table layouts)."
@@ -193,7 +193,7 @@ class LareqaData:
         return LareqaData(self.name, self.langs, q.reset_index(drop=True), self.candidates[cmask].reset_index(drop=True),
                           a.reset_index(drop=True), {l: 0 for l in self.langs})
 
-# %% ../nbs/01_data.ipynb #e64d8eb2
+# %% ../nbs/01_data.ipynb #6b78091a
 def load_lareqa(dataset='xquad-r', data_dir=None, langs=None, download=False):
     "Load a LAReQA dataset (`xquad-r` or `mlqa-r`) from the resolved data directory."
     langs = _check_langs(dataset, langs)
