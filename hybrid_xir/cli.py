@@ -7,12 +7,12 @@ Docs: https://hybrid-xir.github.io/hybrid_xir/cli.html.md"""
 # %% auto #0
 __all__ = ['main']
 
-# %% ../nbs/05_cli.ipynb #b7a57852
+# %% ../nbs/05_cli.ipynb #1c590d0f
 import argparse, sys, json, os
 from pathlib import Path
 from .core import HybridXirError
 
-# %% ../nbs/05_cli.ipynb #ceecf0b7
+# %% ../nbs/05_cli.ipynb #dd998e49
 def _parser():
     p = argparse.ArgumentParser(prog='hybrid-xir', description='Hybrid batch training and zero-shot multilingual retrieval evaluation.')
     sub = p.add_subparsers(dest='cmd', required=True)
@@ -33,6 +33,8 @@ def _parser():
     c.add_argument('--dest', default=None); c.add_argument('--force', action='store_true')
     f = sub.add_parser('fetch', help='download a LAReQA dataset from its pinned upstream commit (needs internet)')
     f.add_argument('dataset', choices=['xquad-r', 'mlqa-r']); f.add_argument('--dest', default=None)
+    r = sub.add_parser('readme', help="regenerate the README's results block from reports/eval")
+    r.add_argument('--readme', default='README.md'); r.add_argument('--root', default='reports/eval')
     s = sub.add_parser('stats', help='per-language counts of a dataset')
     s.add_argument('dataset', choices=['xquad-r', 'mlqa-r']); s.add_argument('--data-dir', default=None)
     return p
@@ -55,6 +57,9 @@ def main(argv=None):
         elif a.cmd == 'fetch':
             from hybrid_xir.data import fetch_lareqa
             print(fetch_lareqa(a.dataset, a.dest))
+        elif a.cmd == 'readme':
+            from hybrid_xir.reports import update_readme
+            print('README updated' if update_readme(a.readme, a.root) else 'README already up to date')
         elif a.cmd == 'stats':
             from hybrid_xir.data import load_lareqa
             print(load_lareqa(a.dataset, a.data_dir).stats().to_markdown())
@@ -62,6 +67,3 @@ def main(argv=None):
         print(f"hybrid-xir: error: {e}", file=sys.stderr)
         return 2
     return 0
-
-# %% ../nbs/05_cli.ipynb #5f560686
-if __name__ == '__main__': sys.exit(main())

