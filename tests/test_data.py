@@ -63,7 +63,8 @@ GOOD = {'data': [{'title': 't', 'paragraphs': [{'context': 'A b. C d.', 'sentenc
 
 def test_small_file_and_unanswerable_counted(tmp_path):
     _write(tmp_path, 'en', GOOD)
-    d = load_lareqa('xquad-r', data_dir=tmp_path, langs=['en'])
+    with pytest.warns(UserWarning, match="answer_start falls in no sentence.*'en': 1"):
+        d = load_lareqa('xquad-r', data_dir=tmp_path, langs=['en'])
     assert len(d.questions) == 2 and len(d.candidates) == 2
     assert d.answers.to_dict('records') == [{'qid': 'q1', 'lang': 'en', 'cand': 1}]
     assert d.unanswered == {'en': 1}
@@ -95,9 +96,22 @@ def test_unknown_language_and_dataset():
 def test_missing_data_dir_offline(tmp_path, monkeypatch):
     monkeypatch.delenv('HYBRID_XIR_DATA', raising=False)
     monkeypatch.setenv('HYBRID_XIR_CACHE', str(tmp_path/'cache'))
+    monkeypatch.setenv('HYBRID_XIR_OFFLINE', '1')
+    def no_network(*a, **k): raise AssertionError('offline mode must not touch the network')
+    monkeypatch.setattr(urllib.request, 'urlopen', no_network)
     with pytest.raises(DataError) as e: load_lareqa('mlqa-r', data_dir=tmp_path/'nowhere')
     msg = str(e.value)
     assert 'Looked in' in msg and 'nowhere' in msg and 'user cache' in msg and 'HYBRID_XIR_DATA' in msg
+
+def test_missing_data_tries_download_then_one_error(tmp_path, monkeypatch):
+    monkeypatch.delenv('HYBRID_XIR_DATA', raising=False)
+    monkeypatch.delenv('HYBRID_XIR_OFFLINE', raising=False); monkeypatch.delenv('HF_HUB_OFFLINE', raising=False)
+    monkeypatch.setenv('HYBRID_XIR_CACHE', str(tmp_path/'cache'))
+    def offline(*a, **k): raise urllib.error.URLError('no network')
+    monkeypatch.setattr(urllib.request, 'urlopen', offline)
+    with pytest.raises(DataError, match='(?s)Looked in.*automatic download failed too.*could not download'):
+        load_lareqa('xquad-r', langs=['en'])
+    assert not list((tmp_path/'cache').rglob('*.json'))
 
 def test_fetch_offline_and_checksum(tmp_path, monkeypatch):
     def offline(*a, **k): raise urllib.error.URLError('no network')
