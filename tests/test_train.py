@@ -1,0 +1,71 @@
+import os
+from pathlib import Path
+import numpy as np, pandas as pd
+import pytest
+from safetensors.numpy import load_file
+from conftest import needs_data
+from hybrid_xir.core import ModelError
+from hybrid_xir.train import TrainConfig, train, make_tiny_encoder, get_config, pair_dataset, PairSampler
+from hybrid_xir.sampler import pair_table
+
+@pytest.fixture(scope='module')
+def tiny(tmp_path_factory):
+    return make_tiny_encoder(tmp_path_factory.mktemp('tiny')/'enc')
+
+@pytest.fixture(scope='module')
+def small_items():
+    from hybrid_xir.train_data import training_items
+    items, _ = training_items('xquad-r')
+    return items[items.group.isin(sorted(items.group.unique())[:120])].reset_index(drop=True)
+
+def _weights(p): return load_file(str(Path(p)/'model.safetensors'))
+
+from transformers import TrainerCallback
+
+class StopAt(TrainerCallback):
+    "Simulates a run killed after `step` (its checkpoint written)."
+    def __init__(self, step): self.step = step
+    def on_step_end(self, args, state, control, **kw):
+        if state.global_step >= self.step: control.should_training_stop = True
+        return control
+
+@needs_data
+def test_resume_gives_the_same_model(tiny, small_items, tmp_path):
+    cfg = TrainConfig(base_model=str(tiny), batch_size=8, max_steps=6, eval_steps=3, max_seq_length=48, val_frac=0.2,
+                      patience=0, seed=3)
+    full, card = train(cfg, small_items, tmp_path/'full')
+    train(cfg, small_items, tmp_path/'killed', callbacks=[StopAt(3)])
+    resumed, card2 = train(cfg, small_items, tmp_path/'killed', resume=True)
+    assert card2['resumed_from'].endswith('checkpoint-3') and card2['train_steps'] == 6
+    a, b = _weights(full), _weights(resumed)
+    assert a.keys() == b.keys()
+    for k in a: np.testing.assert_allclose(a[k], b[k], atol=1e-6, err_msg=k)
+    # the tiny model did learn something: weights moved away from the initial ones
+    init = _weights(tiny)
+    assert any(not np.allclose(init[k], a[k]) for k in a if k in init)
+
+@needs_data
+def test_frozen_embeddings_stay_put(tiny, small_items, tmp_path):
+    cfg = TrainConfig(base_model=str(tiny), batch_size=8, max_steps=2, eval_steps=2, max_seq_length=48, val_frac=0.2,
+                      patience=0, freeze_embeddings=True)
+    out, _ = train(cfg, small_items, tmp_path/'f')
+    w0, w1 = _weights(tiny), _weights(out)
+    key = [k for k in w0 if 'word_embeddings' in k][0]
+    assert np.array_equal(w0[key], w1[key])
+    assert any(not np.array_equal(w0[k], w1[k]) for k in w0 if 'encoder.layer.0' in k)
+
+def test_pair_dataset_negatives():
+    items = pd.DataFrame(dict(dataset='d', group=['a', 'a', 'b'], lang=['en', 'de', 'en'], query=['qa', 'qa-de', 'qb'],
+                              positive=['pa', 'pa-de', 'pb'], negatives=[['na'], [], []]))
+    pt = pair_table(items)
+    ds = pair_dataset(items, pt)
+    rows = {(r.qlang, r.plang, r.group): i for i, r in enumerate(pt.itertuples())}
+    assert ds[rows[('en', 'en', 'a')]] == dict(anchor='qa', positive='pa', negative='na')
+    assert ds[rows[('en', 'de', 'a')]]['positive'] == 'pa-de'
+    assert ds[rows[('en', 'en', 'b')]]['negative'] == 'pa'        # no hard negative: another group's positive, same language
+
+def test_configs():
+    assert get_config('xx').mode == 'mono' and get_config('xy').mode == 'cross' and get_config('hybrid').alpha == 0.5
+    with pytest.raises(ModelError, match="unknown training configuration 'hybird'"): get_config('hybird')
+    import pickle
+    assert pickle.loads(pickle.dumps(PairSampler([], 'hybrid', 0.5, 0))).tables == {}
