@@ -6,9 +6,9 @@ Docs: https://hybrid-xir.github.io/hybrid_xir/train.html.md"""
 
 # %% auto #0
 __all__ = ['CPU', 'CONFIGS', 'pair_dataset', 'TrainConfig', 'get_config', 'PairSampler', 'build_trainer', 'train',
-           'make_tiny_encoder', 'run_dir', 'ensure_trained']
+           'make_tiny_encoder', 'run_dir', 'ensure_trained', 'plot_losses', 'run_train']
 
-# %% ../nbs/08_train.ipynb #9ce3d6e1
+# %% ../nbs/08_train.ipynb #053df7d4
 import json, os, time, math
 from dataclasses import dataclass, field, asdict, replace
 from pathlib import Path
@@ -17,7 +17,7 @@ from .core import HybridXirError, ModelError, cache_dir, write_json_atomic, atom
 from .sampler import pair_table, HybridBatchSampler
 from .encode import resolve_model
 
-# %% ../nbs/08_train.ipynb #169aaa9b
+# %% ../nbs/08_train.ipynb #5c0aa1f7
 def pair_dataset(items, pairs, seed=0):
     """HF `Dataset` with one row per pair-table row: `anchor` (query), `positive`, `negative` (the positive's first hard
     negative; when it has none, the positive of another group in the same language, chosen deterministically)."""
@@ -36,7 +36,7 @@ def pair_dataset(items, pairs, seed=0):
     return Dataset.from_dict(dict(anchor=it['query'].to_numpy()[pairs['q'].to_numpy()].tolist(),
                                   positive=it['positive'].to_numpy()[pairs['p'].to_numpy()].tolist(), negative=neg))
 
-# %% ../nbs/08_train.ipynb #f7c358b8
+# %% ../nbs/08_train.ipynb #bbdde14d
 @dataclass
 class TrainConfig:
     "One training run: model, data, sampler and optimisation settings."
@@ -64,7 +64,7 @@ class TrainConfig:
     val_batches: int = 10                  # validation batches per evaluation (a fixed, seeded sample of the split)
     data_dir: str | None = None
 
-CPU = dict(batch_size=32, max_seq_length=64, max_steps=300, freeze_embeddings=True, eval_steps=50)
+CPU = dict(batch_size=32, max_seq_length=64, max_steps=150, freeze_embeddings=True, eval_steps=50)
 CONFIGS = {
     'xx': TrainConfig(mode='mono', **CPU),
     'xy': TrainConfig(mode='cross', **CPU),
@@ -76,7 +76,7 @@ def get_config(name, **overrides):
     if name not in CONFIGS: raise ModelError(f"unknown training configuration {name!r}; known: {', '.join(CONFIGS)}")
     return replace(CONFIGS[name], **overrides)
 
-# %% ../nbs/08_train.ipynb #702220b8
+# %% ../nbs/08_train.ipynb #99f02d43
 class PairSampler:
     """The `batch_sampler` callable for `SentenceTransformerTrainingArguments`: builds a `HybridBatchSampler` over the
     pair table matching the dataset (train or validation, told apart by size). Checkpoints pickle the training
@@ -124,7 +124,7 @@ def build_trainer(cfg: TrainConfig, items, output_dir, model=None, callbacks=())
     cb = ([EarlyStoppingCallback(early_stopping_patience=cfg.patience)] if cfg.patience else []) + list(callbacks)
     return SentenceTransformerTrainer(model=st, args=args, train_dataset=dtr, eval_dataset=dva, loss=loss, callbacks=cb)
 
-# %% ../nbs/08_train.ipynb #aa226833
+# %% ../nbs/08_train.ipynb #6e7ef5c1
 def train(cfg: TrainConfig, items, output_dir, resume=False, model=None, callbacks=()):
     """Train with `cfg` on `items`; checkpoints go to `output_dir/checkpoints` (`resume=True` continues from the last
     one), the final sentence-transformers model (best validation loss) to `output_dir/model`, written atomically,
@@ -149,7 +149,7 @@ def train(cfg: TrainConfig, items, output_dir, resume=False, model=None, callbac
     write_json_atomic(card, out/'train_summary.json')
     return out/'model', card
 
-# %% ../nbs/08_train.ipynb #af649529
+# %% ../nbs/08_train.ipynb #f23055fc
 def make_tiny_encoder(dest, hidden=32, layers=2, heads=2, seed=0):
     "A tiny randomly initialised BERT encoder with the embedded model's tokenizer, for fast tests and smoke runs."
     import torch
@@ -170,7 +170,7 @@ def make_tiny_encoder(dest, hidden=32, layers=2, heads=2, seed=0):
         st.save(str(tmp))
     return Path(dest)
 
-# %% ../nbs/08_train.ipynb #cd0c8ab8
+# %% ../nbs/08_train.ipynb #5bfbff20
 def run_dir(name, eval_dataset, seed=None):
     "Where the run of configuration `name` for zero-shot evaluation on `eval_dataset` lives."
     cfg = get_config(name)
@@ -186,3 +186,37 @@ def ensure_trained(name, eval_dataset, **overrides):
           f"({cfg.mode}, alpha={cfg.alpha}, {cfg.max_steps} steps, batch {cfg.batch_size}). This takes a while on a CPU.")
     items, _ = training_items(eval_dataset, cfg.data_dir, cfg.max_negatives)
     return train(cfg, items, d, resume=True)[0]
+
+# %% ../nbs/08_train.ipynb #605b3260
+def plot_losses(card, ax=None):
+    "Training and validation loss against steps, from a run card's log history."
+    import matplotlib.pyplot as plt
+    h = pd.DataFrame(card['log_history'])
+    if ax is None: fig, ax = plt.subplots(figsize=(6, 3))
+    if 'loss' in h: ax.plot(h.dropna(subset=['loss'])['step'], h.dropna(subset=['loss'])['loss'], label='train')
+    if 'eval_loss' in h: ax.plot(h.dropna(subset=['eval_loss'])['step'], h.dropna(subset=['eval_loss'])['eval_loss'], 'o-', label='validation')
+    c = card['config']
+    ax.set_xlabel('step'); ax.set_ylabel('InfoNCE loss'); ax.legend()
+    ax.set_title(f"{c['mode']} (alpha {c['alpha']}), batch {c['batch_size']}, for {c['eval_dataset']}")
+    return ax
+
+def run_train(name='hybrid', dataset='xquad-r', out_dir='reports/train', **overrides):
+    "Train (or resume) configuration `name` for zero-shot evaluation on `dataset`; writes card and loss plot to `out_dir`."
+    import matplotlib.pyplot as plt
+    from hybrid_xir.train_data import training_items
+    from hybrid_xir.core import atomic_write
+    cfg = get_config(name, eval_dataset=dataset, **{k: v for k, v in overrides.items() if v is not None})
+    d = run_dir(name, dataset, cfg.seed)
+    items, overlap = training_items(dataset, cfg.data_dir, cfg.max_negatives)
+    if (d/'model'/'hybrid_xir_card.json').exists():
+        card = json.loads((d/'model'/'hybrid_xir_card.json').read_text()); path = d/'model'
+        print(f"{name} for {dataset}: already trained in {d}")
+    else: path, card = train(cfg, items, d, resume=True)
+    out = Path(out_dir)/f'{name}-{dataset}'
+    write_json_atomic({k: v for k, v in card.items() if k != 'log_history'} | {'model_dir': str(path)}, out/'card.json')
+    write_json_atomic(card['log_history'], out/'log_history.json')
+    (overlap.to_csv(out/'overlap.csv'))
+    ax = plot_losses(card); ax.figure.tight_layout()
+    with atomic_write(out/'loss.png') as f: ax.figure.savefig(f, format='png', dpi=110)
+    plt.close(ax.figure)
+    return path, card, overlap
