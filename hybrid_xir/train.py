@@ -6,9 +6,9 @@ Docs: https://hybrid-xir.github.io/hybrid_xir/train.html.md"""
 
 # %% auto #0
 __all__ = ['CPU', 'CONFIGS', 'pair_dataset', 'TrainConfig', 'get_config', 'PairSampler', 'build_trainer', 'train',
-           'make_tiny_encoder', 'run_dir', 'ensure_trained', 'plot_losses', 'run_train']
+           'make_tiny_encoder', 'run_dir', 'ensure_trained', 'plot_losses', 'run_train', 'benchmark_training']
 
-# %% ../nbs/08_train.ipynb #053df7d4
+# %% ../nbs/08_train.ipynb #3e751f88
 import json, os, time, math
 from dataclasses import dataclass, field, asdict, replace
 from pathlib import Path
@@ -17,7 +17,7 @@ from .core import HybridXirError, ModelError, cache_dir, write_json_atomic, atom
 from .sampler import pair_table, HybridBatchSampler
 from .encode import resolve_model
 
-# %% ../nbs/08_train.ipynb #5c0aa1f7
+# %% ../nbs/08_train.ipynb #f6d3294d
 def pair_dataset(items, pairs, seed=0):
     """HF `Dataset` with one row per pair-table row: `anchor` (query), `positive`, `negative` (the positive's first hard
     negative; when it has none, the positive of another group in the same language, chosen deterministically)."""
@@ -36,7 +36,7 @@ def pair_dataset(items, pairs, seed=0):
     return Dataset.from_dict(dict(anchor=it['query'].to_numpy()[pairs['q'].to_numpy()].tolist(),
                                   positive=it['positive'].to_numpy()[pairs['p'].to_numpy()].tolist(), negative=neg))
 
-# %% ../nbs/08_train.ipynb #bbdde14d
+# %% ../nbs/08_train.ipynb #eeb9084d
 @dataclass
 class TrainConfig:
     "One training run: model, data, sampler and optimisation settings."
@@ -76,7 +76,7 @@ def get_config(name, **overrides):
     if name not in CONFIGS: raise ModelError(f"unknown training configuration {name!r}; known: {', '.join(CONFIGS)}")
     return replace(CONFIGS[name], **overrides)
 
-# %% ../nbs/08_train.ipynb #99f02d43
+# %% ../nbs/08_train.ipynb #66ba7def
 class PairSampler:
     """The `batch_sampler` callable for `SentenceTransformerTrainingArguments`: builds a `HybridBatchSampler` over the
     pair table matching the dataset (train or validation, told apart by size). Checkpoints pickle the training
@@ -90,8 +90,10 @@ class PairSampler:
         return HybridBatchSampler(t, batch_size, alpha=self.alpha, mode=self.mode, seed=self.seed, batches_per_epoch=n)
     def __getstate__(self): return dict(mode=self.mode, alpha=self.alpha, seed=self.seed, tables={})
 
-def build_trainer(cfg: TrainConfig, items, output_dir, model=None, callbacks=()):
-    "A `SentenceTransformerTrainer` for `cfg` on training `items` (split into train/validation by group)."
+def build_trainer(cfg: TrainConfig, items, output_dir, model=None, callbacks=(), timing_only=False, plain_sampler=False):
+    """A `SentenceTransformerTrainer` for `cfg` on training `items` (split into train/validation by group).
+    `timing_only` turns off evaluation and checkpoints; `plain_sampler` uses sentence-transformers' default sampler
+    (for throughput comparisons only: it ignores languages and groups)."""
     import torch
     from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     try: from sentence_transformers.sentence_transformer import losses
@@ -113,18 +115,20 @@ def build_trainer(cfg: TrainConfig, items, output_dir, model=None, callbacks=())
     loss = (losses.CachedMultipleNegativesRankingLoss(st, scale=cfg.scale, mini_batch_size=cfg.mini_batch_size)
             if cfg.loss == 'cached_mnrl' else losses.MultipleNegativesRankingLoss(st, scale=cfg.scale))
     prompts = {'anchor': spec.query_prefix, 'positive': spec.passage_prefix, 'negative': spec.passage_prefix}
+    sched = (dict(eval_strategy='no', save_strategy='no') if timing_only else
+             dict(eval_strategy='steps', eval_steps=cfg.eval_steps, save_strategy='steps', save_steps=cfg.eval_steps,
+                  save_total_limit=2, load_best_model_at_end=True, metric_for_best_model='eval_loss', greater_is_better=False))
+    sampler = 'batch_sampler' if plain_sampler else PairSampler([ptr, pva], cfg.mode, cfg.alpha, cfg.seed, batches={1: cfg.val_batches})
     args = SentenceTransformerTrainingArguments(
         output_dir=str(output_dir), per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=cfg.batch_size,
         learning_rate=cfg.lr, weight_decay=cfg.weight_decay, warmup_ratio=cfg.warmup_ratio, num_train_epochs=cfg.epochs,
-        max_steps=cfg.max_steps, seed=cfg.seed, data_seed=cfg.seed, eval_strategy='steps', eval_steps=cfg.eval_steps,
-        save_strategy='steps', save_steps=cfg.eval_steps, save_total_limit=2, load_best_model_at_end=True,
-        metric_for_best_model='eval_loss', greater_is_better=False, logging_steps=10, report_to='none',
-        prompts={k: v for k, v in prompts.items() if v} or None, batch_sampler=PairSampler([ptr, pva], cfg.mode, cfg.alpha, cfg.seed, batches={1: cfg.val_batches}),
-        dataloader_drop_last=True, use_cpu=not torch.cuda.is_available(), bf16=cfg.bf16)
-    cb = ([EarlyStoppingCallback(early_stopping_patience=cfg.patience)] if cfg.patience else []) + list(callbacks)
+        max_steps=cfg.max_steps, seed=cfg.seed, data_seed=cfg.seed, logging_steps=10, report_to='none',
+        prompts={k: v for k, v in prompts.items() if v} or None, batch_sampler=sampler,
+        dataloader_drop_last=True, use_cpu=not torch.cuda.is_available(), bf16=cfg.bf16, **sched)
+    cb = ([EarlyStoppingCallback(early_stopping_patience=cfg.patience)] if cfg.patience and not timing_only else []) + list(callbacks)
     return SentenceTransformerTrainer(model=st, args=args, train_dataset=dtr, eval_dataset=dva, loss=loss, callbacks=cb)
 
-# %% ../nbs/08_train.ipynb #6e7ef5c1
+# %% ../nbs/08_train.ipynb #dfbb5778
 def train(cfg: TrainConfig, items, output_dir, resume=False, model=None, callbacks=()):
     """Train with `cfg` on `items`; checkpoints go to `output_dir/checkpoints` (`resume=True` continues from the last
     one), the final sentence-transformers model (best validation loss) to `output_dir/model`, written atomically,
@@ -149,7 +153,7 @@ def train(cfg: TrainConfig, items, output_dir, resume=False, model=None, callbac
     write_json_atomic(card, out/'train_summary.json')
     return out/'model', card
 
-# %% ../nbs/08_train.ipynb #f23055fc
+# %% ../nbs/08_train.ipynb #f054f1f2
 def make_tiny_encoder(dest, hidden=32, layers=2, heads=2, seed=0):
     "A tiny randomly initialised BERT encoder with the embedded model's tokenizer, for fast tests and smoke runs."
     import torch
@@ -170,7 +174,7 @@ def make_tiny_encoder(dest, hidden=32, layers=2, heads=2, seed=0):
         st.save(str(tmp))
     return Path(dest)
 
-# %% ../nbs/08_train.ipynb #5bfbff20
+# %% ../nbs/08_train.ipynb #b5d82ec0
 def run_dir(name, eval_dataset, seed=None):
     "Where the run of configuration `name` for zero-shot evaluation on `eval_dataset` lives."
     cfg = get_config(name)
@@ -187,7 +191,7 @@ def ensure_trained(name, eval_dataset, **overrides):
     items, _ = training_items(eval_dataset, cfg.data_dir, cfg.max_negatives)
     return train(cfg, items, d, resume=True)[0]
 
-# %% ../nbs/08_train.ipynb #605b3260
+# %% ../nbs/08_train.ipynb #5ae22c95
 def plot_losses(card, ax=None):
     "Training and validation loss against steps, from a run card's log history."
     import matplotlib.pyplot as plt
@@ -220,3 +224,33 @@ def run_train(name='hybrid', dataset='xquad-r', out_dir='reports/train', **overr
     with atomic_write(out/'loss.png') as f: ax.figure.savefig(f, format='png', dpi=110)
     plt.close(ax.figure)
     return path, card, overlap
+
+# %% ../nbs/08_train.ipynb #c1c2c8f0
+class _StepTimer:
+    "Trainer callback recording the wall time at the end of every step."
+    def __init__(self): self.t = []
+    def __getattr__(self, name):
+        if name.startswith('on_'): return lambda *a, **k: None
+        raise AttributeError(name)
+    def on_step_end(self, args, state, control, **kw): self.t.append(time.perf_counter())
+
+def benchmark_training(name='hybrid', dataset='xquad-r', steps=12, warmup=2, items=None, **overrides):
+    "Examples/s of the project's trainer vs the default sampler, and with embeddings trainable; returns a DataFrame."
+    import tempfile
+    from hybrid_xir.train_data import training_items
+    from hybrid_xir.reports import peak_rss_mb
+    cfg = get_config(name, eval_dataset=dataset, max_steps=steps, **overrides)
+    if items is None: items, _ = training_items(dataset, cfg.data_dir, cfg.max_negatives)
+    rows = []
+    for label, c, plain in [('hybrid sampler', cfg, False), ('default sampler', cfg, True),
+                            ('hybrid sampler, embeddings trainable', replace(cfg, freeze_embeddings=False), False)]:
+        timer = _StepTimer()
+        tr = build_trainer(c, items, tempfile.mkdtemp(), callbacks=[timer], timing_only=True, plain_sampler=plain)
+        tr.train()
+        dt = timer.t[-1] - timer.t[warmup - 1]
+        rows.append(dict(run=label, steps=steps - warmup, seconds=dt, examples_per_s=(steps - warmup) * c.batch_size / dt,
+                         freeze_embeddings=c.freeze_embeddings, peak_rss_mb=peak_rss_mb()))
+        del tr
+    df = pd.DataFrame(rows).set_index('run')
+    df['vs default sampler'] = df['examples_per_s'] / df.loc['default sampler', 'examples_per_s']
+    return df

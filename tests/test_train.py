@@ -69,3 +69,21 @@ def test_configs():
     with pytest.raises(ModelError, match="unknown training configuration 'hybird'"): get_config('hybird')
     import pickle
     assert pickle.loads(pickle.dumps(PairSampler([], 'hybrid', 0.5, 0))).tables == {}
+
+@needs_data
+def test_train_notebook_smoke(tmp_path):
+    "papermill runs nbs/train.ipynb with injected parameters (a 2-step run of the real e5-small, seed kept apart)."
+    import json, papermill as pm
+    from conftest import ROOT
+    from hybrid_xir.train import run_dir
+    seed = 987654
+    out = tmp_path/'train_out.ipynb'
+    try:
+        pm.execute_notebook(str(ROOT/'nbs'/'train.ipynb'), str(out), cwd=str(ROOT), progress_bar=False, kernel_name='python3',
+                            parameters=dict(model='xy', dataset='mlqa-r', max_steps=2, batch_size=4, max_seq_length=24,
+                                            seed=seed, out_dir=str(tmp_path/'rep')))
+        card = json.loads((tmp_path/'rep'/'xy-mlqa-r'/'card.json').read_text())
+        assert card['train_steps'] == 2 and card['config']['mode'] == 'cross' and card['config']['seed'] == seed
+        assert (tmp_path/'rep'/'xy-mlqa-r'/'loss.png').exists()
+    finally:
+        import shutil; shutil.rmtree(run_dir('xy', 'mlqa-r', seed), ignore_errors=True)
