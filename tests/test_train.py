@@ -87,3 +87,29 @@ def test_train_notebook_smoke(tmp_path):
         assert (tmp_path/'rep'/'xy-mlqa-r'/'loss.png').exists()
     finally:
         import shutil; shutil.rmtree(run_dir('xy', 'mlqa-r', seed), ignore_errors=True)
+
+def _ddp_worker(rank, world, port, tiny, out):
+    import json, tempfile
+    os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world),
+                      MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
+    from hybrid_xir.train import build_trainer, TrainConfig
+    from hybrid_xir.train_data import training_items
+    items, _ = training_items('xquad-r')
+    small = items[items.group.isin(sorted(items.group.unique())[:120])].reset_index(drop=True)
+    cfg = TrainConfig(base_model=tiny, batch_size=8, max_steps=4, max_seq_length=32, val_frac=0.2, patience=0, seed=5)
+    tr = build_trainer(cfg, small, tempfile.mkdtemp(), timing_only=True)
+    Path(out, f'{rank}.json').write_text(json.dumps([list(b) for b in tr.get_train_dataloader().batch_sampler][:6]))
+
+@needs_data
+def test_two_processes_split_each_global_batch(tiny, small_items, tmp_path):
+    "Under torch.distributed (gloo, 2 CPU processes) each rank gets half of every global batch of the 1-process run."
+    import json, socket, tempfile
+    import torch.multiprocessing as mp
+    from hybrid_xir.train import build_trainer
+    with socket.socket() as s: s.bind(('127.0.0.1', 0)); port = s.getsockname()[1]
+    mp.spawn(_ddp_worker, args=(2, port, str(tiny), str(tmp_path)), nprocs=2)
+    r0, r1 = (json.loads((tmp_path/f'{r}.json').read_text()) for r in (0, 1))
+    cfg = TrainConfig(base_model=str(tiny), batch_size=8, max_steps=4, max_seq_length=32, val_frac=0.2, patience=0, seed=5)
+    single = [list(b) for b in build_trainer(cfg, small_items, tempfile.mkdtemp(), timing_only=True).get_train_dataloader().batch_sampler][:6]
+    assert len(r0) == len(r1) == len(single) == 6
+    for a, b, g in zip(r0, r1, single): assert len(a) == len(b) == 4 and a + b == g
