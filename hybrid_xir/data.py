@@ -6,16 +6,16 @@ Docs: https://hybrid-xir.github.io/hybrid_xir/data.html.md"""
 
 # %% auto #0
 __all__ = ['LAREQA_REPO', 'DATASETS', 'DATA_ENV', 'upstream_url', 'data_dir_candidates', 'fetch_lareqa', 'is_offline',
-           'find_data_dir', 'parse_lareqa_file', 'LareqaData', 'load_lareqa']
+           'find_data_dir', 'parse_lareqa_file', 'LareqaData', 'load_lareqa', 'default_data_dir']
 
-# %% ../nbs/01_data.ipynb #5e0f96b1
+# %% ../nbs/01_data.ipynb #ccbccfc8
 import os, json, hashlib, urllib.request, urllib.error, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np, pandas as pd
 from .core import DataError, atomic_write, cache_dir, file_sha256
 
-# %% ../nbs/01_data.ipynb #48b3b4e4
+# %% ../nbs/01_data.ipynb #1f59f561
 LAREQA_REPO = 'google-research-datasets/lareqa'
 
 DATASETS = {
@@ -48,7 +48,7 @@ def upstream_url(dataset, lang):
     d = DATASETS[dataset]
     return f"https://raw.githubusercontent.com/{LAREQA_REPO}/{d['commit']}/{d['path'].format(lang=lang)}"
 
-# %% ../nbs/01_data.ipynb #cfc7a135
+# %% ../nbs/01_data.ipynb #5e02c9e4
 DATA_ENV = 'HYBRID_XIR_DATA'
 
 def data_dir_candidates(data_dir=None):
@@ -73,7 +73,7 @@ def _check_langs(dataset, langs):
     if not langs: raise DataError(f"no languages selected for {dataset}")
     return list(langs)
 
-# %% ../nbs/01_data.ipynb #640fa95b
+# %% ../nbs/01_data.ipynb #2ae80879
 def fetch_lareqa(dataset, dest=None, langs=None, timeout=60):
     "Download `dataset`'s files from their pinned upstream commit into `dest` (default: user cache), checking SHA-256."
     langs = _check_langs(dataset, langs)
@@ -94,7 +94,7 @@ def fetch_lareqa(dataset, dest=None, langs=None, timeout=60):
         with atomic_write(out) as f: f.write(data)
     return dest
 
-# %% ../nbs/01_data.ipynb #fb31e2a0
+# %% ../nbs/01_data.ipynb #22fe144a
 def is_offline():
     "True when `$HYBRID_XIR_OFFLINE` or `$HF_HUB_OFFLINE` is set to a true value: never try the network."
     return any(os.environ.get(v, '').lower() in ('1', 'true', 'yes') for v in ('HYBRID_XIR_OFFLINE', 'HF_HUB_OFFLINE'))
@@ -122,7 +122,7 @@ def find_data_dir(dataset, data_dir=None, langs=None, download=None):
         except DataError as e: raise DataError(f"{msg}\nAn automatic download failed too: {e}") from None
     raise DataError(msg)
 
-# %% ../nbs/01_data.ipynb #423e8299
+# %% ../nbs/01_data.ipynb #62e039c0
 def _read_json(path):
     try:
         with open(path, encoding='utf-8') as f: return json.load(f)
@@ -159,7 +159,7 @@ def parse_lareqa_file(path, lang):
                 else: unanswered += 1
     return qs, cands, ans, unanswered
 
-# %% ../nbs/01_data.ipynb #57f5cd28
+# %% ../nbs/01_data.ipynb #d1072a4c
 @dataclass
 class LareqaData:
     "Questions, candidates and relevance of one LAReQA dataset (see module docs for the table layouts)."
@@ -202,7 +202,7 @@ class LareqaData:
         return LareqaData(self.name, self.langs, q.reset_index(drop=True), self.candidates[cmask].reset_index(drop=True),
                           a.reset_index(drop=True), {l: 0 for l in self.langs})
 
-# %% ../nbs/01_data.ipynb #4d660d71
+# %% ../nbs/01_data.ipynb #859f4be4
 def load_lareqa(dataset='xquad-r', data_dir=None, langs=None, download=None):
     "Load a LAReQA dataset (`xquad-r` or `mlqa-r`) from the resolved data directory."
     langs = _check_langs(dataset, langs)
@@ -222,3 +222,10 @@ def load_lareqa(dataset='xquad-r', data_dir=None, langs=None, download=None):
         dup = data.questions[data.questions.duplicated(['qid','lang'])].iloc[0]
         raise DataError(f"{dataset}: question id {dup.qid!r} appears twice in language {dup.lang}")
     return data
+
+# %% ../nbs/01_data.ipynb #2cc346dc
+def default_data_dir(path):
+    "Set `$HYBRID_XIR_DATA` to `path` when it is unset and `path` exists (the notebooks' examples use the project's shared data)."
+    p = Path(path)
+    if not os.environ.get(DATA_ENV) and p.exists(): os.environ[DATA_ENV] = str(p.resolve())
+    return os.environ.get(DATA_ENV)

@@ -9,7 +9,7 @@ __all__ = ['SUMMARY_COLS', 'README_START', 'README_END', 'MODEL_ORDER', 'summary
            'plot_pairs', 'plot_rank_distance', 'save_eval', 'peak_rss_mb', 'run_eval', 'benchmark_eval',
            'collect_summaries', 'results_block', 'update_readme']
 
-# %% ../nbs/04_reports.ipynb #af5f2b9c
+# %% ../nbs/04_reports.ipynb #138fe967
 import os, json, time, resource
 from pathlib import Path
 import numpy as np, pandas as pd
@@ -18,7 +18,7 @@ from .data import load_lareqa
 from .encode import Encoder, resolve_model
 from .evaluate import evaluate_lareqa, write_trec_run, write_trec_qrels, LareqaEval
 
-# %% ../nbs/04_reports.ipynb #633ad1d4
+# %% ../nbs/04_reports.ipynb #bd3df922
 SUMMARY_COLS = ['mono mAP', 'mono R@1', 'cross mAP', 'cross R@1', 'multi mAP', 'multi R@10', 'rank dist']
 
 def summary_frame(evals):
@@ -40,7 +40,7 @@ def to_markdown(df):
     if isinstance(df.index, pd.MultiIndex): return df.reset_index().to_markdown(index=False, floatfmt='.1f')
     return df.to_markdown(floatfmt='.1f')
 
-# %% ../nbs/04_reports.ipynb #312d6b03
+# %% ../nbs/04_reports.ipynb #6a3fb5de
 def plot_pairs(ev, ax=None, title=None):
     "Heatmap of mAP by query language × candidate language (diagonal: monolingual)."
     import matplotlib.pyplot as plt
@@ -68,7 +68,7 @@ def plot_rank_distance(ev, ax=None, title=None):
     ax.set_title(title or f'{ev.model} on {ev.dataset}: language bias'); ax.legend()
     return ax
 
-# %% ../nbs/04_reports.ipynb #d26f5b6e
+# %% ../nbs/04_reports.ipynb #8aaf31b7
 def save_eval(ev, out_dir, per_query=True):
     "Write `ev`'s metrics JSON, tables (CSV + Markdown), figures (PNG) and per-query Parquet into `out_dir`."
     import matplotlib; import matplotlib.pyplot as plt
@@ -88,7 +88,7 @@ def save_eval(ev, out_dir, per_query=True):
         with atomic_write(out/'per_query.parquet') as f: ev.per_query.to_parquet(f, index=False)
     return out
 
-# %% ../nbs/04_reports.ipynb #5d4c7fdb
+# %% ../nbs/04_reports.ipynb #e97eb0e7
 def peak_rss_mb():
     "Peak resident memory of this process so far, in MiB (Linux/macOS)."
     r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -122,7 +122,7 @@ def run_eval(model='pretrained', dataset='xquad-r', data_dir=None, langs=None, b
                 write_trec_qrels(data, tmp/'qrels.multi.trec', 'multi')
     return ev
 
-# %% ../nbs/04_reports.ipynb #46572434
+# %% ../nbs/04_reports.ipynb #621ec2f3
 def benchmark_eval(model='pretrained', dataset='xquad-r', data_dir=None, baseline_batch_size=64, limit=None, out=None):
     "Time a cold and a cached evaluation against a plain sentence-transformers encode of the same texts; returns a dict."
     import tempfile
@@ -147,7 +147,7 @@ def benchmark_eval(model='pretrained', dataset='xquad-r', data_dir=None, baselin
     if out: write_json_atomic(r, out)
     return r
 
-# %% ../nbs/04_reports.ipynb #ea5fd3c1
+# %% ../nbs/04_reports.ipynb #ed2360e5
 README_START, README_END = '<!-- results:start', '<!-- results:end -->'
 MODEL_ORDER = ['pretrained', 'xx', 'xy', 'hybrid', 'hybrid_bt']   # baselines first, as in the paper's tables
 

@@ -8,7 +8,7 @@ Docs: https://hybrid-xir.github.io/hybrid_xir/train.html.md"""
 __all__ = ['CPU', 'CONFIGS', 'pair_dataset', 'TrainConfig', 'get_config', 'PairSampler', 'build_trainer', 'train',
            'make_tiny_encoder', 'run_dir', 'ensure_trained', 'plot_losses', 'run_train', 'benchmark_training']
 
-# %% ../nbs/08_train.ipynb #f206c4b1
+# %% ../nbs/08_train.ipynb #7a6a91f4
 import json, os, time, math
 from dataclasses import dataclass, field, asdict, replace
 from pathlib import Path
@@ -17,7 +17,7 @@ from .core import HybridXirError, ModelError, cache_dir, write_json_atomic, atom
 from .sampler import pair_table, HybridBatchSampler
 from .encode import resolve_model
 
-# %% ../nbs/08_train.ipynb #bf0f7997
+# %% ../nbs/08_train.ipynb #55aa38d1
 def pair_dataset(items, pairs, seed=0):
     """HF `Dataset` with one row per pair-table row: `anchor` (query), `positive`, `negative` (the positive's first hard
     negative; when it has none, the positive of another group in the same language, chosen deterministically)."""
@@ -36,7 +36,7 @@ def pair_dataset(items, pairs, seed=0):
     return Dataset.from_dict(dict(anchor=it['query'].to_numpy()[pairs['q'].to_numpy()].tolist(),
                                   positive=it['positive'].to_numpy()[pairs['p'].to_numpy()].tolist(), negative=neg))
 
-# %% ../nbs/08_train.ipynb #12d37d1b
+# %% ../nbs/08_train.ipynb #befa28b4
 @dataclass
 class TrainConfig:
     "One training run: model, data, sampler and optimisation settings."
@@ -76,7 +76,7 @@ def get_config(name, **overrides):
     if name not in CONFIGS: raise ModelError(f"unknown training configuration {name!r}; known: {', '.join(CONFIGS)}")
     return replace(CONFIGS[name], **overrides)
 
-# %% ../nbs/08_train.ipynb #37d4cc37
+# %% ../nbs/08_train.ipynb #5849b25c
 class PairSampler:
     """The `batch_sampler` callable for `SentenceTransformerTrainingArguments`: builds a `HybridBatchSampler` over the
     pair table matching the dataset (train or validation, told apart by size). Checkpoints pickle the training
@@ -133,7 +133,7 @@ def build_trainer(cfg: TrainConfig, items, output_dir, model=None, callbacks=(),
     cb = ([EarlyStoppingCallback(early_stopping_patience=cfg.patience)] if cfg.patience and not timing_only else []) + list(callbacks)
     return SentenceTransformerTrainer(model=st, args=args, train_dataset=dtr, eval_dataset=dva, loss=loss, callbacks=cb)
 
-# %% ../nbs/08_train.ipynb #c26da6c9
+# %% ../nbs/08_train.ipynb #fff03b4b
 def train(cfg: TrainConfig, items, output_dir, resume=False, model=None, callbacks=()):
     """Train with `cfg` on `items`; checkpoints go to `output_dir/checkpoints` (`resume=True` continues from the last
     one), the final sentence-transformers model (best validation loss) to `output_dir/model`, written atomically,
@@ -158,7 +158,7 @@ def train(cfg: TrainConfig, items, output_dir, resume=False, model=None, callbac
     write_json_atomic(card, out/'train_summary.json')
     return out/'model', card
 
-# %% ../nbs/08_train.ipynb #331c1d5a
+# %% ../nbs/08_train.ipynb #fa16fbfe
 def make_tiny_encoder(dest, hidden=32, layers=2, heads=2, seed=0):
     "A tiny randomly initialised BERT encoder with the embedded model's tokenizer, for fast tests and smoke runs."
     import torch
@@ -179,7 +179,7 @@ def make_tiny_encoder(dest, hidden=32, layers=2, heads=2, seed=0):
         st.save(str(tmp))
     return Path(dest)
 
-# %% ../nbs/08_train.ipynb #550e5a39
+# %% ../nbs/08_train.ipynb #1495d9c5
 def run_dir(name, eval_dataset, seed=None):
     "Where the run of configuration `name` for zero-shot evaluation on `eval_dataset` lives."
     cfg = get_config(name)
@@ -196,7 +196,7 @@ def ensure_trained(name, eval_dataset, **overrides):
     items, _ = training_items(eval_dataset, cfg.data_dir, cfg.max_negatives)
     return train(cfg, items, d, resume=True)[0]
 
-# %% ../nbs/08_train.ipynb #800dadcd
+# %% ../nbs/08_train.ipynb #1c871875
 def plot_losses(card, ax=None):
     "Training and validation loss against steps, from a run card's log history."
     import matplotlib.pyplot as plt
@@ -230,7 +230,7 @@ def run_train(name='hybrid', dataset='xquad-r', out_dir='reports/train', **overr
     plt.close(ax.figure)
     return path, card, overlap
 
-# %% ../nbs/08_train.ipynb #27efc863
+# %% ../nbs/08_train.ipynb #6f516102
 class _StepTimer:
     "Trainer callback recording the wall time at the end of every step."
     def __init__(self): self.t = []

@@ -9,7 +9,7 @@ __all__ = ['ITEM_COLUMNS', 'QA_SETS', 'ZERO_SHOT_SOURCE', 'items_from_lareqa', '
            'sentence_spans', 'items_from_qa', 'read_squad_records', 'read_iapp_records', 'monolingual_qa_items',
            'normalize_text', 'overlap_mask', 'overlap_report', 'drop_overlap', 'split_by_group', 'training_items']
 
-# %% ../nbs/07_train_data.ipynb #24266b40
+# %% ../nbs/07_train_data.ipynb #215dc1a4
 import json, re, unicodedata
 from pathlib import Path
 import numpy as np, pandas as pd
@@ -18,7 +18,7 @@ from .data import load_lareqa, LareqaData
 
 ITEM_COLUMNS = ['dataset', 'group', 'lang', 'query', 'positive', 'negatives']
 
-# %% ../nbs/07_train_data.ipynb #964bd116
+# %% ../nbs/07_train_data.ipynb #ccdb908c
 def items_from_lareqa(data: LareqaData, max_negatives=3):
     "Training items of a LAReQA dataset: one per (question id, language) with an answer sentence."
     c = data.candidates
@@ -32,7 +32,7 @@ def items_from_lareqa(data: LareqaData, max_negatives=3):
                          negatives=[c.text.iat[i] for i in sibs[:max_negatives]]))
     return pd.DataFrame(rows, columns=ITEM_COLUMNS)
 
-# %% ../nbs/07_train_data.ipynb #9554ecd9
+# %% ../nbs/07_train_data.ipynb #73bcb815
 def read_jsonl_items(path, dataset=None):
     "Training items from a JSONL file (fields group, lang, query, positive, optional negatives)."
     rows = []
@@ -57,7 +57,7 @@ def write_jsonl_items(items, path):
                         ensure_ascii=False) for r in items.itertuples(index=False)]
     return write_text_atomic('\n'.join(lines) + '\n', path)
 
-# %% ../nbs/07_train_data.ipynb #c2562e30
+# %% ../nbs/07_train_data.ipynb #4a438c60
 def sentence_spans(text, lang):
     "(start, end) character spans of the sentences of `text` (sentencex; whitespace-separated for Thai)."
     if lang == 'th':
@@ -130,7 +130,7 @@ def monolingual_qa_items(data_dir=None, names=None, max_negatives=3):
         frames.append(items_from_qa([r for p in paths for r in reader(p)], lang, name, max_negatives))
     return pd.concat(frames, ignore_index=True)
 
-# %% ../nbs/07_train_data.ipynb #7c4db77e
+# %% ../nbs/07_train_data.ipynb #69cfbfa7
 _PUNCT = re.compile(r'[\W_]+', re.UNICODE)
 
 def normalize_text(s):
@@ -155,7 +155,7 @@ def drop_overlap(items, eval_data: LareqaData):
     "Items without any overlap with `eval_data`."
     return items[~overlap_mask(items, eval_data)[0]].reset_index(drop=True)
 
-# %% ../nbs/07_train_data.ipynb #a10ae60b
+# %% ../nbs/07_train_data.ipynb #72a69f60
 def split_by_group(items, val_frac=0.05, seed=0):
     "(train, validation) items, splitting whole groups, deterministic for `seed`."
     keys = items[['dataset', 'group']].drop_duplicates().reset_index(drop=True)
@@ -165,7 +165,7 @@ def split_by_group(items, val_frac=0.05, seed=0):
     is_val = items.set_index(['dataset', 'group']).index.isin(pd.MultiIndex.from_frame(val_keys))
     return items[~is_val].reset_index(drop=True), items[is_val].reset_index(drop=True)
 
-# %% ../nbs/07_train_data.ipynb #dc2f9d19
+# %% ../nbs/07_train_data.ipynb #ddca0ca8
 ZERO_SHOT_SOURCE = {'xquad-r': 'mlqa-r', 'mlqa-r': 'xquad-r'}
 
 def training_items(eval_dataset, data_dir=None, max_negatives=3):
