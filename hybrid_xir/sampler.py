@@ -7,7 +7,7 @@ Docs: https://hybrid-xir.github.io/hybrid_xir/sampler.html.md"""
 # %% auto #0
 __all__ = ['SamplerError', 'pair_table', 'HybridBatchSampler']
 
-# %% ../nbs/06_sampler.ipynb #760dd43a
+# %% ../nbs/06_sampler.ipynb #69f6b913
 import math
 import numpy as np, pandas as pd
 from .core import HybridXirError
@@ -15,7 +15,7 @@ from .core import HybridXirError
 class SamplerError(HybridXirError, ValueError):
     "Impossible sampling requests: bad α, no cross-lingual groups, batches larger than the data."
 
-# %% ../nbs/06_sampler.ipynb #565e5879
+# %% ../nbs/06_sampler.ipynb #94b6be93
 def pair_table(items):
     """All ordered (query row, passage row) pairs inside each group of `items` (a DataFrame with columns `group`, `lang`
     and optionally `dataset`), one row per pair: `q`, `p` (row positions in `items`), `group`, `qlang`, `plang`, `dataset`."""
@@ -31,7 +31,7 @@ def pair_table(items):
     out = pd.DataFrame(dict(q=m.row_q, p=m.row_p, group=m.group, qlang=m.lang_q, plang=m.lang_p, dataset=m.dataset))
     return out.sort_values(['dataset', 'group', 'qlang', 'plang'], kind='stable').reset_index(drop=True)
 
-# %% ../nbs/06_sampler.ipynb #70f66f9b
+# %% ../nbs/06_sampler.ipynb #11a81e2c
 class _Queue:
     "A reshuffling queue of group ids: `take(k)` returns k distinct groups, reshuffling when it runs out."
     def __init__(self, groups, rng):
@@ -80,11 +80,11 @@ class HybridBatchSampler:
             if max(len(v) for v in self.cross_groups.values()) < batch_size:
                 raise SamplerError(f"batch_size {batch_size} is larger than the number of multi-language groups "
                                    f"({max(len(v) for v in self.cross_groups.values())}); X-Y batches cannot be filled")
-        # a dataset takes part if it can fill the batch kinds that will be drawn
-        self.weights = {d: n_groups[d] for d in self.datasets
-                        if (self.alpha == 0 or self.fill_langs[d]) and (self.alpha == 1 or len(self.cross_groups.get(d, [])) >= batch_size)}
-        if not self.weights: raise SamplerError("no training dataset can fill a batch of both kinds; lower batch_size")
-        self.batches_per_epoch = batches_per_epoch or max(1, sum(n // batch_size for n in self.weights.values()))
+        # per kind, the datasets that can fill it, weighted by their number of groups
+        self.weights = {'mono': {d: n_groups[d] for d in self.datasets if self.fill_langs[d]},
+                        'cross': {d: n_groups[d] for d in self.datasets if len(self.cross_groups.get(d, [])) >= batch_size}}
+        used = set(self.weights['mono'] if self.alpha > 0 else ()) | set(self.weights['cross'] if self.alpha < 1 else ())
+        self.batches_per_epoch = batches_per_epoch or max(1, sum(n_groups[d] for d in used) // batch_size)
 
     def __len__(self): return self.batches_per_epoch - self._skip
 
@@ -95,13 +95,15 @@ class HybridBatchSampler:
     def plan(self, epoch=None):
         "The global batches of an epoch: a list of (kind, dataset, [pair-table rows])."
         rng = np.random.default_rng([self.seed, self.epoch if epoch is None else epoch])
-        ds = list(self.weights); w = np.array([self.weights[d] for d in ds], float); w /= w.sum()
+        draw = {k: (list(w), np.array(list(w.values()), float) / max(1, sum(w.values()))) for k, w in self.weights.items()}
         mono_q = {k: _Queue(v, rng) for k, v in self.mono_groups.items()}
         cross_q = {d: _Queue(v, rng) for d, v in self.cross_groups.items()}
         out = []
         for _ in range(self.batches_per_epoch):
+            kind = 'mono' if rng.random() < self.alpha else 'cross'
+            ds, w = draw[kind]
             d = ds[rng.choice(len(ds), p=w)]
-            if rng.random() < self.alpha:
+            if kind == 'mono':
                 l = self.fill_langs[d][rng.integers(len(self.fill_langs[d]))]
                 rows = [self.row[(d, g, l, l)] for g in mono_q[(d, l)].take(self.batch_size)]
                 out.append(('mono', d, rows))

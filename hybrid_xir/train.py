@@ -8,7 +8,7 @@ Docs: https://hybrid-xir.github.io/hybrid_xir/train.html.md"""
 __all__ = ['CPU', 'CONFIGS', 'pair_dataset', 'TrainConfig', 'get_config', 'PairSampler', 'build_trainer', 'train',
            'make_tiny_encoder', 'run_dir', 'ensure_trained', 'plot_losses', 'run_train', 'benchmark_training']
 
-# %% ../nbs/08_train.ipynb #7a6a91f4
+# %% ../nbs/08_train.ipynb #b7911f51
 import json, os, time, math
 from dataclasses import dataclass, field, asdict, replace
 from pathlib import Path
@@ -17,7 +17,7 @@ from .core import HybridXirError, ModelError, cache_dir, write_json_atomic, atom
 from .sampler import pair_table, HybridBatchSampler
 from .encode import resolve_model
 
-# %% ../nbs/08_train.ipynb #55aa38d1
+# %% ../nbs/08_train.ipynb #f144bd9e
 def pair_dataset(items, pairs, seed=0):
     """HF `Dataset` with one row per pair-table row: `anchor` (query), `positive`, `negative` (the positive's first hard
     negative; when it has none, the positive of another group in the same language, chosen deterministically)."""
@@ -36,7 +36,7 @@ def pair_dataset(items, pairs, seed=0):
     return Dataset.from_dict(dict(anchor=it['query'].to_numpy()[pairs['q'].to_numpy()].tolist(),
                                   positive=it['positive'].to_numpy()[pairs['p'].to_numpy()].tolist(), negative=neg))
 
-# %% ../nbs/08_train.ipynb #befa28b4
+# %% ../nbs/08_train.ipynb #b90bb13c
 @dataclass
 class TrainConfig:
     "One training run: model, data, sampler and optimisation settings."
@@ -63,6 +63,7 @@ class TrainConfig:
     max_negatives: int = 1
     val_batches: int = 10                  # validation batches per evaluation (a fixed, seeded sample of the split)
     data_dir: str | None = None
+    qa_sets: tuple = ('arcd', 'cmrc2018', 'iapp_th')   # monolingual QA sets trained on beside the other LAReQA set
 
 CPU = dict(batch_size=32, max_seq_length=64, max_steps=150, freeze_embeddings=True, eval_steps=50)
 CONFIGS = {
@@ -76,7 +77,7 @@ def get_config(name, **overrides):
     if name not in CONFIGS: raise ModelError(f"unknown training configuration {name!r}; known: {', '.join(CONFIGS)}")
     return replace(CONFIGS[name], **overrides)
 
-# %% ../nbs/08_train.ipynb #5849b25c
+# %% ../nbs/08_train.ipynb #b913b72e
 class PairSampler:
     """The `batch_sampler` callable for `SentenceTransformerTrainingArguments`: builds a `HybridBatchSampler` over the
     pair table matching the dataset (train or validation, told apart by size). Checkpoints pickle the training
@@ -133,7 +134,7 @@ def build_trainer(cfg: TrainConfig, items, output_dir, model=None, callbacks=(),
     cb = ([EarlyStoppingCallback(early_stopping_patience=cfg.patience)] if cfg.patience and not timing_only else []) + list(callbacks)
     return SentenceTransformerTrainer(model=st, args=args, train_dataset=dtr, eval_dataset=dva, loss=loss, callbacks=cb)
 
-# %% ../nbs/08_train.ipynb #fff03b4b
+# %% ../nbs/08_train.ipynb #e09583dd
 def train(cfg: TrainConfig, items, output_dir, resume=False, model=None, callbacks=()):
     """Train with `cfg` on `items`; checkpoints go to `output_dir/checkpoints` (`resume=True` continues from the last
     one), the final sentence-transformers model (best validation loss) to `output_dir/model`, written atomically,
@@ -148,7 +149,8 @@ def train(cfg: TrainConfig, items, output_dir, resume=False, model=None, callbac
     res = trainer.train(resume_from_checkpoint=last)
     secs = time.time() - t0
     hist = [h for h in trainer.state.log_history]
-    card = dict(config=asdict(cfg), train_items=len(items), train_steps=trainer.state.global_step,
+    card = dict(config=asdict(cfg), train_items=len(items),
+                train_data={d: g.groupby('lang').size().to_dict() for d, g in items.groupby('dataset')}, train_steps=trainer.state.global_step,
                 train_seconds=secs, train_loss=res.training_loss, best_eval_loss=trainer.state.best_metric,
                 best_checkpoint=trainer.state.best_model_checkpoint, resumed_from=last, log_history=hist,
                 examples_per_second=trainer.state.global_step * cfg.batch_size / max(secs, 1e-9))
@@ -158,7 +160,7 @@ def train(cfg: TrainConfig, items, output_dir, resume=False, model=None, callbac
     write_json_atomic(card, out/'train_summary.json')
     return out/'model', card
 
-# %% ../nbs/08_train.ipynb #fa16fbfe
+# %% ../nbs/08_train.ipynb #985a0612
 def make_tiny_encoder(dest, hidden=32, layers=2, heads=2, seed=0):
     "A tiny randomly initialised BERT encoder with the embedded model's tokenizer, for fast tests and smoke runs."
     import torch
@@ -179,7 +181,7 @@ def make_tiny_encoder(dest, hidden=32, layers=2, heads=2, seed=0):
         st.save(str(tmp))
     return Path(dest)
 
-# %% ../nbs/08_train.ipynb #1495d9c5
+# %% ../nbs/08_train.ipynb #337af4c1
 def run_dir(name, eval_dataset, seed=None):
     "Where the run of configuration `name` for zero-shot evaluation on `eval_dataset` lives."
     cfg = get_config(name)
@@ -193,10 +195,10 @@ def ensure_trained(name, eval_dataset, **overrides):
     if (d/'model'/'modules.json').exists(): return d/'model'
     print(f"hybrid_xir: model {name!r} for zero-shot evaluation on {eval_dataset} not found in {d}; training it now "
           f"({cfg.mode}, alpha={cfg.alpha}, {cfg.max_steps} steps, batch {cfg.batch_size}). This takes a while on a CPU.")
-    items, _ = training_items(eval_dataset, cfg.data_dir, cfg.max_negatives)
+    items, _ = training_items(eval_dataset, cfg.data_dir, cfg.max_negatives, cfg.qa_sets)
     return train(cfg, items, d, resume=True)[0]
 
-# %% ../nbs/08_train.ipynb #1c871875
+# %% ../nbs/08_train.ipynb #11c7277c
 def plot_losses(card, ax=None):
     "Training and validation loss against steps, from a run card's log history."
     import matplotlib.pyplot as plt
@@ -216,7 +218,7 @@ def run_train(name='hybrid', dataset='xquad-r', out_dir='reports/train', **overr
     from hybrid_xir.core import atomic_write
     cfg = get_config(name, eval_dataset=dataset, **{k: v for k, v in overrides.items() if v is not None})
     d = run_dir(name, dataset, cfg.seed)
-    items, overlap = training_items(dataset, cfg.data_dir, cfg.max_negatives)
+    items, overlap = training_items(dataset, cfg.data_dir, cfg.max_negatives, cfg.qa_sets)
     if (d/'model'/'hybrid_xir_card.json').exists():
         card = json.loads((d/'model'/'hybrid_xir_card.json').read_text()); path = d/'model'
         print(f"{name} for {dataset}: already trained in {d}")
@@ -230,7 +232,7 @@ def run_train(name='hybrid', dataset='xquad-r', out_dir='reports/train', **overr
     plt.close(ax.figure)
     return path, card, overlap
 
-# %% ../nbs/08_train.ipynb #6f516102
+# %% ../nbs/08_train.ipynb #7ae19386
 class _StepTimer:
     "Trainer callback recording the wall time at the end of every step."
     def __init__(self): self.t = []
@@ -245,7 +247,7 @@ def benchmark_training(name='hybrid', dataset='xquad-r', steps=12, warmup=2, ite
     from hybrid_xir.train_data import training_items
     from hybrid_xir.reports import peak_rss_mb
     cfg = get_config(name, eval_dataset=dataset, max_steps=steps, **overrides)
-    if items is None: items, _ = training_items(dataset, cfg.data_dir, cfg.max_negatives)
+    if items is None: items, _ = training_items(dataset, cfg.data_dir, cfg.max_negatives, cfg.qa_sets)
     rows = []
     for label, c, plain in [('hybrid sampler', cfg, False), ('default sampler', cfg, True),
                             ('hybrid sampler, embeddings trainable', replace(cfg, freeze_embeddings=False), False)]:

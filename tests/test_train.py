@@ -15,7 +15,7 @@ def tiny(tmp_path_factory):
 @pytest.fixture(scope='module')
 def small_items():
     from hybrid_xir.train_data import training_items
-    items, _ = training_items('xquad-r')
+    items, _ = training_items('xquad-r', qa_sets=())
     return items[items.group.isin(sorted(items.group.unique())[:120])].reset_index(drop=True)
 
 def _weights(p): return load_file(str(Path(p)/'model.safetensors'))
@@ -94,7 +94,7 @@ def _ddp_worker(rank, world, port, tiny, out):
                       MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
     from hybrid_xir.train import build_trainer, TrainConfig
     from hybrid_xir.train_data import training_items
-    items, _ = training_items('xquad-r')
+    items, _ = training_items('xquad-r', qa_sets=())
     small = items[items.group.isin(sorted(items.group.unique())[:120])].reset_index(drop=True)
     cfg = TrainConfig(base_model=tiny, batch_size=8, max_steps=4, max_seq_length=32, val_frac=0.2, patience=0, seed=5)
     tr = build_trainer(cfg, small, tempfile.mkdtemp(), timing_only=True)
