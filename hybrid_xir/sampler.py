@@ -7,7 +7,7 @@ Docs: https://hybrid-xir.github.io/hybrid_xir/sampler.html.md"""
 # %% auto #0
 __all__ = ['SamplerError', 'pair_table', 'HybridBatchSampler']
 
-# %% ../nbs/06_sampler.ipynb #69f6b913
+# %% ../nbs/06_sampler.ipynb #22d87057
 import math
 import numpy as np, pandas as pd
 from .core import HybridXirError
@@ -15,7 +15,7 @@ from .core import HybridXirError
 class SamplerError(HybridXirError, ValueError):
     "Impossible sampling requests: bad α, no cross-lingual groups, batches larger than the data."
 
-# %% ../nbs/06_sampler.ipynb #94b6be93
+# %% ../nbs/06_sampler.ipynb #13da1ef2
 def pair_table(items):
     """All ordered (query row, passage row) pairs inside each group of `items` (a DataFrame with columns `group`, `lang`
     and optionally `dataset`), one row per pair: `q`, `p` (row positions in `items`), `group`, `qlang`, `plang`, `dataset`."""
@@ -23,15 +23,12 @@ def pair_table(items):
     if missing: raise SamplerError(f"training items need columns 'group' and 'lang' (missing {sorted(missing)})")
     it = items.reset_index(drop=True).assign(row=np.arange(len(items)))
     if 'dataset' not in it: it['dataset'] = 'train'
-    if it.duplicated(['dataset', 'group', 'lang']).any():
-        d = it[it.duplicated(['dataset', 'group', 'lang'])].iloc[0]
-        raise SamplerError(f"group {d.group!r} has two items in language {d.lang!r}; one item per language and group")
     m = it[['row', 'group', 'lang', 'dataset']].merge(it[['row', 'group', 'lang', 'dataset']], on=['dataset', 'group'],
                                                        suffixes=('_q', '_p'))
     out = pd.DataFrame(dict(q=m.row_q, p=m.row_p, group=m.group, qlang=m.lang_q, plang=m.lang_p, dataset=m.dataset))
     return out.sort_values(['dataset', 'group', 'qlang', 'plang'], kind='stable').reset_index(drop=True)
 
-# %% ../nbs/06_sampler.ipynb #11a81e2c
+# %% ../nbs/06_sampler.ipynb #2126778c
 class _Queue:
     "A reshuffling queue of group ids: `take(k)` returns k distinct groups, reshuffling when it runs out."
     def __init__(self, groups, rng):
@@ -60,8 +57,9 @@ class HybridBatchSampler:
         if batch_size % world_size: raise SamplerError(f"batch_size {batch_size} is not divisible by world_size {world_size}")
         self.pairs, self.batch_size, self.alpha, self.mode, self.seed = pairs, batch_size, float(alpha), mode, seed
         self.rank, self.world_size, self.epoch, self._skip = rank, world_size, 0, 0
-        self.row = {k: i for i, k in enumerate(zip(pairs.dataset, pairs.group, pairs.qlang, pairs.plang))}
-        self.langs_of = pairs[pairs.qlang == pairs.plang].groupby(['dataset', 'group']).qlang.apply(sorted).to_dict()
+        self.rows = {}
+        for i, k in enumerate(zip(pairs.dataset, pairs.group, pairs.qlang, pairs.plang)): self.rows.setdefault(k, []).append(i)
+        self.langs_of = pairs[pairs.qlang == pairs.plang].groupby(['dataset', 'group']).qlang.apply(lambda x: sorted(set(x))).to_dict()
         self.datasets = sorted(pairs.dataset.unique())
         n_groups = {d: sum(1 for (dd, _) in self.langs_of if dd == d) for d in self.datasets}
         self.mono_groups, self.cross_groups = {}, {}
@@ -105,16 +103,21 @@ class HybridBatchSampler:
             d = ds[rng.choice(len(ds), p=w)]
             if kind == 'mono':
                 l = self.fill_langs[d][rng.integers(len(self.fill_langs[d]))]
-                rows = [self.row[(d, g, l, l)] for g in mono_q[(d, l)].take(self.batch_size)]
+                rows = [self._pick((d, g, l, l), rng) for g in mono_q[(d, l)].take(self.batch_size)]
                 out.append(('mono', d, rows))
             else:
                 rows = []
                 for g in cross_q[d].take(self.batch_size):
                     ls = self.langs_of[(d, g)]
                     a = rng.integers(len(ls)); b = rng.integers(len(ls) - 1); b += b >= a
-                    rows.append(self.row[(d, g, ls[a], ls[b])])
+                    rows.append(self._pick((d, g, ls[a], ls[b]), rng))
                 out.append(('cross', d, rows))
         return out
+
+    def _pick(self, key, rng):
+        "The pair-table row for a (dataset, group, query language, passage language); uniform among variants."
+        r = self.rows[key]
+        return r[0] if len(r) == 1 else r[rng.integers(len(r))]
 
     def __iter__(self):
         skip, self._skip = self._skip, 0

@@ -8,13 +8,14 @@ LANGS = ['ar', 'de', 'en', 'es', 'hi', 'vi', 'zh']
 
 @st.composite
 def corpora(draw):
-    "Random training items: groups with random language subsets, in one or two datasets."
+    "Random training items: groups with random language subsets (and variants), in one or two datasets."
     n_ds = draw(st.integers(1, 2))
     rows = []
     for d in range(n_ds):
         for g in range(draw(st.integers(6, 30))):
             langs = draw(st.lists(st.sampled_from(LANGS), min_size=1, max_size=len(LANGS), unique=True))
-            rows += [dict(dataset=f'd{d}', group=f'g{g}', lang=l) for l in langs]
+            variants = draw(st.lists(st.sampled_from(langs), max_size=2))     # e.g. back-translated paraphrases
+            rows += [dict(dataset=f'd{d}', group=f'g{g}', lang=l) for l in langs + variants]
     return pd.DataFrame(rows)
 
 def make(items, **kw):
@@ -98,8 +99,25 @@ def test_errors():
     with pytest.raises(SamplerError, match=r'alpha must be in \[0, 1\]'): HybridBatchSampler(pair_table(items), 4, alpha=-0.1)
     with pytest.raises(SamplerError, match='larger than the groups available'): HybridBatchSampler(pair_table(items), 11, mode='mono')
     with pytest.raises(SamplerError, match='not divisible'): HybridBatchSampler(pair_table(items), 4, mode='mono', world_size=3)
-    with pytest.raises(SamplerError, match='two items in language'):
-        pair_table(pd.DataFrame(dict(group=['a', 'a'], lang=['en', 'en'])))
+    with pytest.raises(SamplerError, match='missing'): pair_table(pd.DataFrame(dict(group=['a'])))
+
+def test_variants_share_a_group_and_never_meet():
+    "Paraphrase variants (several items of one group and language) are all used, never two in one batch."
+    base = pd.DataFrame([dict(group=f'g{i}', lang=l) for i in range(20) for l in ('en', 'de')])
+    var = pd.DataFrame([dict(group=f'g{i}', lang='en') for i in range(0, 20, 2)])
+    items = pd.concat([base, var], ignore_index=True)
+    pt = pair_table(items)
+    plan = HybridBatchSampler(pt, 5, seed=0, batches_per_epoch=600).plan()
+    used_q = set()
+    for kind, _, rows in plan:
+        b = pt.loc[rows]
+        assert b.group.is_unique
+        used_q |= set(b.q)
+    assert set(range(40, 50)) <= used_q      # every variant row served as a query
+    for kind, _, rows in plan:
+        b = pt.loc[rows]
+        if kind == 'cross': assert (b.qlang != b.plang).all()
+        else: assert (b.qlang == b.plang).all() and b.qlang.nunique() == 1
 
 def _free_port():
     with socket.socket() as s: s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
