@@ -11,7 +11,7 @@ __all__ = ['NLLB_CODES', 'M2M100_CODES', 'MARIAN_TEMPLATE', 'OFFLINE_PIVOTS', 'A
            'bt_routes', 'back_translate', 'translate_train', 'augment_items', 'benchmark_translator', 'coverage_table',
            'run_augment']
 
-# %% ../nbs/09_augment.ipynb #88b8379a
+# %% ../nbs/09_augment.ipynb #edc2d558
 import json, os, re, shutil, sqlite3, subprocess, time, hashlib
 from dataclasses import dataclass, asdict, replace
 from pathlib import Path
@@ -21,7 +21,7 @@ from .core import HybridXirError, cache_dir, text_hash
 class AugmentError(HybridXirError, ValueError):
     "Unsupported language pairs, backends that are not installed, bad decoding settings, empty texts."
 
-# %% ../nbs/09_augment.ipynb #a4f547af
+# %% ../nbs/09_augment.ipynb #8eebe519
 @dataclass(frozen=True)
 class Decoding:
     "How to decode: method ('beam', 'greedy', 'sample', 'noised_beam'), `n` variants per text, and its knobs."
@@ -60,7 +60,7 @@ def add_noise(text, rng, p_drop=0.1, p_blank=0.1, window=3, blank='<blank>'):
     order = np.argsort(np.arange(len(keep)) + rng.uniform(0, window, len(keep)), kind='stable')
     return ' '.join(keep[i] for i in order)
 
-# %% ../nbs/09_augment.ipynb #a8472ffb
+# %% ../nbs/09_augment.ipynb #f97e93a0
 NLLB_CODES = {'ar': 'arb_Arab', 'de': 'deu_Latn', 'el': 'ell_Grek', 'en': 'eng_Latn', 'es': 'spa_Latn',
               'fr': 'fra_Latn', 'hi': 'hin_Deva', 'id': 'ind_Latn', 'it': 'ita_Latn', 'ja': 'jpn_Jpan',
               'nl': 'nld_Latn', 'pt': 'por_Latn', 'ru': 'rus_Cyrl', 'th': 'tha_Thai', 'tr': 'tur_Latn',
@@ -75,7 +75,7 @@ def lang_code(family, lang):
     if lang not in table: raise AugmentError(f"no {family} code for language {lang!r}; known: {', '.join(sorted(table))}")
     return table[lang]
 
-# %% ../nbs/09_augment.ipynb #fb075fcd
+# %% ../nbs/09_augment.ipynb #ecb45a40
 def _check_texts(texts):
     texts = list(texts)
     bad = [i for i, t in enumerate(texts) if not isinstance(t, str) or not t.strip()]
@@ -165,7 +165,7 @@ class HFSeq2SeqTranslator:
                 out[i] = [add_noise(x, rng) for x in v] if decoding.method == 'noised_beam' else v
         return out
 
-# %% ../nbs/09_augment.ipynb #cba541a9
+# %% ../nbs/09_augment.ipynb #1ca05324
 def _one_variant(name, decoding):
     if decoding.n != 1 or decoding.method in ('sample', 'noised_beam'):
         raise AugmentError(f"{name} decodes one way only (one variant per text); use Decoding('greedy') or "
@@ -225,7 +225,7 @@ def pick_translator(translators, src, tgt):
     raise AugmentError(f"no translator for {src}->{tgt}; available offline: {', '.join(have) or 'none'}"
                        " (with the hub: HFSeq2SeqTranslator('facebook/nllb-200-distilled-600M'))")
 
-# %% ../nbs/09_augment.ipynb #bc434a3a
+# %% ../nbs/09_augment.ipynb #f0cd7047
 class TranslationCache:
     "Persistent translations: `get(keys)` -> {key: variants}, `put({key: variants})` (one atomic commit)."
     def __init__(self, path=None):
@@ -265,7 +265,7 @@ class TranslationCache:
         try: return db.execute('SELECT COUNT(*) FROM tr').fetchone()[0]
         finally: db.close()
 
-# %% ../nbs/09_augment.ipynb #d6567157
+# %% ../nbs/09_augment.ipynb #e0155bcc
 def translate_cached(translator, texts, src, tgt, decoding=Decoding('greedy'), cache=None, chunk=64, progress=True, stats=None):
     "Translations of `texts` (list of variant lists), from `cache` where present; new ones are committed chunk by chunk."
     from tqdm.auto import tqdm
@@ -289,7 +289,7 @@ def translate_cached(translator, texts, src, tgt, decoding=Decoding('greedy'), c
         bar.close()
     return [have[keys[t]] for t in texts]
 
-# %% ../nbs/09_augment.ipynb #a46d4fec
+# %% ../nbs/09_augment.ipynb #bb9b6e7b
 from .train_data import normalize_text
 
 def is_degenerate(text):
@@ -319,7 +319,7 @@ def filter_reason(source, candidate, kept=(), min_ratio=0.5, max_ratio=2.0):
     if nc in {normalize_text(k) for k in kept}: return 'duplicate'
     return None
 
-# %% ../nbs/09_augment.ipynb #e78f8e55
+# %% ../nbs/09_augment.ipynb #06246f5b
 def bt_routes(langs, pivots, translators):
     """{lang: (pivot, forward translator, backward translator)} for each language of `langs` with a pivot in
     `pivots` ({lang: [pivot, ...]}) that some translator covers both ways; languages without a route are reported."""
@@ -396,7 +396,7 @@ def translate_train(items, routes, decoding=Decoding('greedy'), cache=None, prog
     out = pd.concat([base, pd.DataFrame(new, columns=base.columns)], ignore_index=True) if new else base
     return out, pd.DataFrame(report)
 
-# %% ../nbs/09_augment.ipynb #3400e3b5
+# %% ../nbs/09_augment.ipynb #0f0b509d
 OFFLINE_PIVOTS = {'en': ['pt']}
 
 def augment_items(items, pivots=None, translators=None, decoding=Decoding('greedy'), fields=('query',), cache=None, progress=True):
@@ -408,7 +408,7 @@ def augment_items(items, pivots=None, translators=None, decoding=Decoding('greed
     aug, rep = back_translate(items, routes, decoding, fields, cache, progress=progress)
     return aug, rep, missing
 
-# %% ../nbs/09_augment.ipynb #04e4f739
+# %% ../nbs/09_augment.ipynb #4b35d506
 def benchmark_translator(translator, texts, src, tgt, decoding=Decoding('greedy')):
     "Sentences/s cold (empty cache) and warm (second pass), as a dict."
     import tempfile
@@ -420,7 +420,7 @@ def benchmark_translator(translator, texts, src, tgt, decoding=Decoding('greedy'
     return dict(translator=translator.ident, pair=f'{src}->{tgt}', sentences=n, cold_s=cold, warm_s=warm,
                 cold_sent_per_s=n / cold, warm_sent_per_s=n / warm)
 
-# %% ../nbs/09_augment.ipynb #1faadc8a
+# %% ../nbs/09_augment.ipynb #c6ca1b34
 def coverage_table(items, routes, missing):
     "Per training language: items, whether it gets back-translation, pivot and backends."
     n = items[items.get('origin', pd.Series('original', index=items.index)) == 'original'].groupby('lang').size()
@@ -451,7 +451,10 @@ def run_augment(name='hybrid_bt', dataset='xquad-r', out_dir='reports/augment', 
     rng = np.random.default_rng(seed)
     for t in translators:
         for s, g in sorted(getattr(t, 'pairs', None) or t.modes):
-            pool = items[items.lang == s]['query'].tolist() or items[items.lang == 'en']['query'].tolist()
+            pool = items[items.lang == s]['query'].tolist()
+            if not pool and t.supports('en', s):        # e.g. Portuguese: the (cached) translations of English questions
+                en = items[items.lang == 'en']['query'].tolist()[:bench_sentences]
+                pool = [v[0] for v in translate_cached(t, en, 'en', s, Decoding('greedy'), progress=False)] if en else []
             if not pool: continue
             texts = [pool[i] for i in rng.permutation(len(pool))[:bench_sentences]]
             bench.append(benchmark_translator(t, texts, s, g))

