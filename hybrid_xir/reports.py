@@ -9,7 +9,7 @@ __all__ = ['SUMMARY_COLS', 'README_START', 'README_END', 'MODEL_ORDER', 'summary
            'plot_pairs', 'plot_rank_distance', 'save_eval', 'peak_rss_mb', 'run_eval', 'benchmark_eval',
            'collect_summaries', 'results_block', 'update_readme']
 
-# %% ../nbs/04_reports.ipynb #138fe967
+# %% ../nbs/04_reports.ipynb #cfc5d602
 import os, json, time, resource
 from pathlib import Path
 import numpy as np, pandas as pd
@@ -18,7 +18,7 @@ from .data import load_lareqa
 from .encode import Encoder, resolve_model
 from .evaluate import evaluate_lareqa, write_trec_run, write_trec_qrels, LareqaEval
 
-# %% ../nbs/04_reports.ipynb #bd3df922
+# %% ../nbs/04_reports.ipynb #1599a4b5
 SUMMARY_COLS = ['mono mAP', 'mono R@1', 'cross mAP', 'cross R@1', 'multi mAP', 'multi R@10', 'rank dist']
 
 def summary_frame(evals):
@@ -40,7 +40,7 @@ def to_markdown(df):
     if isinstance(df.index, pd.MultiIndex): return df.reset_index().to_markdown(index=False, floatfmt='.1f')
     return df.to_markdown(floatfmt='.1f')
 
-# %% ../nbs/04_reports.ipynb #6a3fb5de
+# %% ../nbs/04_reports.ipynb #d8eb9f48
 def plot_pairs(ev, ax=None, title=None):
     "Heatmap of mAP by query language × candidate language (diagonal: monolingual)."
     import matplotlib.pyplot as plt
@@ -68,7 +68,7 @@ def plot_rank_distance(ev, ax=None, title=None):
     ax.set_title(title or f'{ev.model} on {ev.dataset}: language bias'); ax.legend()
     return ax
 
-# %% ../nbs/04_reports.ipynb #8aaf31b7
+# %% ../nbs/04_reports.ipynb #cbfe71df
 def save_eval(ev, out_dir, per_query=True):
     "Write `ev`'s metrics JSON, tables (CSV + Markdown), figures (PNG) and per-query Parquet into `out_dir`."
     import matplotlib; import matplotlib.pyplot as plt
@@ -88,7 +88,7 @@ def save_eval(ev, out_dir, per_query=True):
         with atomic_write(out/'per_query.parquet') as f: ev.per_query.to_parquet(f, index=False)
     return out
 
-# %% ../nbs/04_reports.ipynb #e97eb0e7
+# %% ../nbs/04_reports.ipynb #6155216d
 def peak_rss_mb():
     "Peak resident memory of this process so far, in MiB (Linux/macOS)."
     r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -122,7 +122,7 @@ def run_eval(model='pretrained', dataset='xquad-r', data_dir=None, langs=None, b
                 write_trec_qrels(data, tmp/'qrels.multi.trec', 'multi')
     return ev
 
-# %% ../nbs/04_reports.ipynb #621ec2f3
+# %% ../nbs/04_reports.ipynb #713c1754
 def benchmark_eval(model='pretrained', dataset='xquad-r', data_dir=None, baseline_batch_size=64, limit=None, out=None):
     "Time a cold and a cached evaluation against a plain sentence-transformers encode of the same texts; returns a dict."
     import tempfile
@@ -147,7 +147,7 @@ def benchmark_eval(model='pretrained', dataset='xquad-r', data_dir=None, baselin
     if out: write_json_atomic(r, out)
     return r
 
-# %% ../nbs/04_reports.ipynb #ed2360e5
+# %% ../nbs/04_reports.ipynb #2dc71591
 README_START, README_END = '<!-- results:start', '<!-- results:end -->'
 MODEL_ORDER = ['pretrained', 'xx', 'xy', 'hybrid', 'hybrid_bt']   # baselines first, as in the paper's tables
 
@@ -165,10 +165,17 @@ def collect_summaries(root='reports/eval'):
     return format_table(df.set_index(['dataset', 'model']))
 
 def results_block(root='reports/eval'):
-    "The Markdown that goes between the README's results markers."
+    "The Markdown that goes between the README's results markers: LAReQA summaries, then retrieval benchmarks if any."
+    from hybrid_xir.benchmarks import collect_retrieval
     t = collect_summaries(root).reset_index()
-    return ('Metrics in %, rank distance in ranks (lower is better). Per-language tables, heatmaps and bias charts: '
-            '`reports/eval/<model>/<dataset>/`.\n\n' + t.to_markdown(index=False, floatfmt='.1f') + '\n')
+    out = ('Metrics in %, rank distance in ranks (lower is better). Per-language tables, heatmaps and bias charts: '
+           '`reports/eval/<model>/<dataset>/`.\n\n' + t.to_markdown(index=False, floatfmt='.1f') + '\n')
+    r = collect_retrieval(Path(root).parent/'retrieval')
+    if len(r):
+        out += ('\nZero-shot retrieval benchmarks (`reports/retrieval/<model>/<dataset>/`; trained models: the ones trained '
+                'for XQuAD-R, i.e. on MLQA-R + QA sets). SciFact: BEIR test split; Tatoeba: accuracy, mean of 10 languages.\n\n'
+                + r.reset_index().to_markdown(index=False, floatfmt='.1f') + '\n')
+    return out
 
 def update_readme(readme='README.md', root='reports/eval'):
     "Rewrite the README's results block from `root`; returns True if the file changed."

@@ -71,7 +71,7 @@ def test_cli_errors_are_one_line():
 
 def test_library_notebooks_execute():
     "Every library notebook runs top to bottom (its examples and asserts); experiment notebooks are run above."
-    r = subprocess.run(['nbdev-test', '--skip-file-re', r'^(_|\.|eval|bench|bench_train|train|augment|reports)\b'], cwd=ROOT,
+    r = subprocess.run(['nbdev-test', '--skip-file-re', r'^(_|\.|eval|eval_retrieval|bench|bench_train|train|augment|reports)\b'], cwd=ROOT,
                        capture_output=True, text=True, env=dict(os.environ))
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
 
