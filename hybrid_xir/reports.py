@@ -98,7 +98,7 @@ def run_eval(model='pretrained', dataset='xquad-r', data_dir=None, langs=None, b
              max_seq_length=512, limit=None, out_dir='reports/eval', k_ap=None, trec=False, progress=True, save=True):
     "Evaluate `model` on `dataset` and (if `save`) write the results under `out_dir/<model>/<dataset>[-limitN]/`."
     from hybrid_xir.encode import MODELS
-    if model not in MODELS: resolve_model(model)  # an unknown model name fails before any work
+    if str(model).partition('@')[0] not in MODELS: resolve_model(model)  # an unknown model name fails before any work
     data = load_lareqa(dataset, data_dir=data_dir, langs=langs)
     if limit: data = data.subset(int(limit))
     enc = Encoder(model, dataset=dataset, max_seq_length=max_seq_length, batch_tokens=batch_tokens, batch_size=batch_size,
@@ -175,6 +175,13 @@ def results_block(root='reports/eval'):
         out += ('\nZero-shot retrieval benchmarks (`reports/retrieval/<model>/<dataset>/`; trained models: the ones trained '
                 'for XQuAD-R, i.e. on MLQA-R + QA sets). SciFact: BEIR test split; Tatoeba: accuracy, mean of 10 languages.\n\n'
                 + r.reset_index().to_markdown(index=False, floatfmt='.1f') + '\n')
+    tables, figures = Path(root).parent/'tables', Path(root).parent/'figures'
+    if (tables/'main.md').exists():          # the experiment grid's aggregation (see 12_aggregate)
+        out += ('\nThe experiment grid (`reports/grid.toml`, run by `hybrid-xir reports`): mean ± std over seeds. Paired '
+                'randomisation tests: `reports/tables/significance.md`; per-language tables beside it.\n\n' + (tables/'main.md').read_text())
+        if (tables/'claims.md').exists():
+            out += '\nClaims, decided by the grid\'s numbers (`reports/tables/claims.md`):\n\n' + (tables/'claims.md').read_text()
+        if (figures/'alpha_sweep.png').exists(): out += '\n![α sweep: mAP and rank distance against α](reports/figures/alpha_sweep.png)\n'
     return out
 
 def update_readme(readme='README.md', root='reports/eval'):
