@@ -7,7 +7,7 @@ Docs: https://hybrid-xir.github.io/hybrid_xir/reports.html.md"""
 # %% auto #0
 __all__ = ['SUMMARY_COLS', 'README_START', 'README_END', 'MODEL_ORDER', 'summary_frame', 'format_table', 'to_markdown',
            'plot_pairs', 'plot_rank_distance', 'save_eval', 'peak_rss_mb', 'run_eval', 'benchmark_eval',
-           'collect_summaries', 'results_block', 'update_readme']
+           'collect_summaries', 'training_note', 'results_block', 'update_readme']
 
 # %% ../nbs/04_reports.ipynb #cfc5d602
 import os, json, time, resource
@@ -164,10 +164,19 @@ def collect_summaries(root='reports/eval'):
     df = df.sort_values(['dataset', 'model'], key=lambda c: c.map(order).fillna(len(order)) if c.name == 'model' else c, kind='stable')
     return format_table(df.set_index(['dataset', 'model']))
 
+def training_note(model, dataset, train_root='reports/train'):
+    "What the reports' trained `model` for `dataset` was trained on, read from its card ('' when it has none: not trained)."
+    p = Path(train_root)/f'{model}-{dataset}'/'card.json'
+    if not p.exists(): return ''
+    c = json.loads(p.read_text())
+    if 'train_data' in c: return ' + '.join(c['train_data'])
+    return f"other LAReQA set only, {c.get('train_items')} items (earlier protocol, no QA sets)"
+
 def results_block(root='reports/eval'):
     "The Markdown that goes between the README's results markers: LAReQA summaries, then retrieval benchmarks if any."
     from hybrid_xir.benchmarks import collect_retrieval
     t = collect_summaries(root).reset_index()
+    t.insert(2, 'trained on', [training_note(m, d, Path(root).parent/'train') for d, m in zip(t.dataset, t.model)])
     out = ('Metrics in %, rank distance in ranks (lower is better). Per-language tables, heatmaps and bias charts: '
            '`reports/eval/<model>/<dataset>/`.\n\n' + t.to_markdown(index=False, floatfmt='.1f') + '\n')
     r = collect_retrieval(Path(root).parent/'retrieval')
