@@ -299,14 +299,15 @@ def run_retrieval_eval(model='pretrained', dataset='scifact', trained_for='xquad
     from hybrid_xir.encode import Encoder, MODELS, resolve_model
     from hybrid_xir.reports import peak_rss_mb
     from hybrid_xir.core import atomic_dir, write_text_atomic
-    if model not in MODELS: resolve_model(model)          # an unknown model name fails before any work
+    base = str(model).partition('@')[0]
+    if base not in MODELS: resolve_model(model)           # an unknown model name fails before any work
     data = load_benchmark(dataset, data_dir, split)
     t0 = time.time()
     enc = Encoder(model, dataset=trained_for, progress=progress)
     name = Path(str(dataset)).name if Path(str(dataset)).is_dir() else str(dataset).replace(':', '-').replace('/', '__')
     mname = Path(str(model)).name if Path(str(model)).exists() else str(model).replace('/', '__')
     out = Path(out_dir)/mname/name
-    res = dict(model=model, dataset=str(dataset), trained_for=trained_for if getattr(MODELS.get(model, {}).get('path'), 'per_dataset', False) else None)
+    res = dict(model=model, dataset=str(dataset), trained_for=trained_for if getattr(MODELS.get(base, {}).get('path'), 'per_dataset', False) else None)
     with atomic_dir(out) as tmp:
         if dataset == 'tatoeba':
             acc = evaluate_tatoeba(enc, data)

@@ -8,7 +8,7 @@ Docs: https://hybrid-xir.github.io/hybrid_xir/cli.html.md"""
 __all__ = ['main']
 
 # %% ../nbs/05_cli.ipynb #1c590d0f
-import argparse, sys, json, os
+import argparse, sys, json, os, time
 from pathlib import Path
 from .core import HybridXirError
 
@@ -35,6 +35,14 @@ def _parser():
     f.add_argument('dataset', choices=['xquad-r', 'mlqa-r']); f.add_argument('--dest', default=None)
     r = sub.add_parser('readme', help="regenerate the README's results block from reports/eval")
     r.add_argument('--readme', default='README.md'); r.add_argument('--root', default='reports/eval')
+    g = sub.add_parser('reports', help='run the unfinished cells of the experiment grid (papermill), then rebuild reports/tables and reports/figures')
+    g.add_argument('--grid', default='reports/grid.toml', help='grid file (models x datasets x seeds x parameters)')
+    g.add_argument('--root', default='reports/runs', help='where the cells\' executed notebooks and metrics go')
+    g.add_argument('--only', default=None, help='comma-separated experiments to run: main, alpha_sweep, retrieval')
+    g.add_argument('--dry-run', action='store_true', help='list the cells that would run, run nothing')
+    g.add_argument('--aggregate-only', action='store_true', help='rebuild the tables and figures from finished cells only')
+    g.add_argument('--tables', default='reports/tables'); g.add_argument('--figures', default='reports/figures')
+    g.add_argument('--n-perm', type=int, default=10_000, help='permutations of the randomisation tests')
     s = sub.add_parser('stats', help='per-language counts of a dataset')
     s.add_argument('dataset', choices=['xquad-r', 'mlqa-r']); s.add_argument('--data-dir', default=None)
     return p
@@ -60,6 +68,20 @@ def main(argv=None):
         elif a.cmd == 'readme':
             from hybrid_xir.reports import update_readme
             print('README updated' if update_readme(a.readme, a.root) else 'README already up to date')
+        elif a.cmd == 'reports':
+            from hybrid_xir.grid import run_grid
+            from hybrid_xir.aggregate import write_reports
+            if not a.aggregate_only:
+                ran, skipped = run_grid(a.grid, a.root, a.only.split(',') if a.only else None, dry_run=a.dry_run)
+                print(f"{'would run' if a.dry_run else 'ran'} {len(ran)} cell(s), {len(skipped)} already finished")
+                if a.dry_run:
+                    for c in ran: print('  ' + c)
+                    return 0
+            t0 = time.time()
+            out = write_reports(a.grid, a.root, a.tables, a.figures, n_perm=a.n_perm)
+            missing = out['runs'].attrs.get('missing', [])
+            print(f"tables in {a.tables}, figures in {a.figures} ({time.time() - t0:.1f}s); "
+                  f"{len(out['runs'])} finished cells" + (f", {len(missing)} not run yet" if missing else ''))
         elif a.cmd == 'stats':
             from hybrid_xir.data import load_lareqa
             print(load_lareqa(a.dataset, a.data_dir).stats().to_markdown())

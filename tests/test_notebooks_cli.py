@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, needs_data
 
-PAPERMILL_NBS = ['eval.ipynb', 'bench.ipynb', 'bench_train.ipynb', 'train.ipynb', 'augment.ipynb', 'reports.ipynb']
+PAPERMILL_NBS = ['eval.ipynb', 'eval_retrieval.ipynb', 'bench.ipynb', 'bench_train.ipynb', 'train.ipynb', 'augment.ipynb', 'reports.ipynb']
 
 def test_papermill_notebooks_keep_parameters_cell():
     found = [p for p in (ROOT/'nbs').glob('*.ipynb') if p.name in PAPERMILL_NBS]

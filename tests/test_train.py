@@ -82,11 +82,12 @@ def test_train_notebook_smoke(tmp_path):
         pm.execute_notebook(str(ROOT/'nbs'/'train.ipynb'), str(out), cwd=str(ROOT), progress_bar=False, kernel_name='python3',
                             parameters=dict(model='xy', dataset='mlqa-r', max_steps=2, batch_size=4, max_seq_length=24,
                                             seed=seed, out_dir=str(tmp_path/'rep')))
-        card = json.loads((tmp_path/'rep'/'xy-mlqa-r'/'card.json').read_text())
+        rep = tmp_path/'rep'/f'xy@batch_size=4,max_seq_length=24,max_steps=2,seed={seed}-mlqa-r'
+        card = json.loads((rep/'card.json').read_text())
         assert card['train_steps'] == 2 and card['config']['mode'] == 'cross' and card['config']['seed'] == seed
-        assert (tmp_path/'rep'/'xy-mlqa-r'/'loss.png').exists()
+        assert (rep/'loss.png').exists()
     finally:
-        import shutil; shutil.rmtree(run_dir('xy', 'mlqa-r', seed), ignore_errors=True)
+        import shutil; shutil.rmtree(run_dir('xy@max_steps=2,batch_size=4,max_seq_length=24', 'mlqa-r', seed), ignore_errors=True)
 
 def _ddp_worker(rank, world, port, tiny, out):
     import json, tempfile
