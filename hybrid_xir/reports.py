@@ -183,7 +183,7 @@ def results_block(root='reports/eval'):
     if len(r):
         out += ('\nZero-shot retrieval benchmarks (`reports/retrieval/<model>/<dataset>/`; trained models: the ones trained '
                 'for XQuAD-R, i.e. on MLQA-R + QA sets). SciFact: BEIR test split; Tatoeba: accuracy, mean of 10 languages.\n\n'
-                + r.reset_index().to_markdown(index=False, floatfmt='.1f') + '\n')
+                + r.reset_index().astype(object).where(r.reset_index().notna(), None).to_markdown(index=False, floatfmt='.1f', missingval='') + '\n')
     tables, figures = Path(root).parent/'tables', Path(root).parent/'figures'
     if (tables/'main.md').exists():          # the experiment grid's aggregation (see 12_aggregate)
         out += ('\nThe experiment grid (`reports/grid.toml`, run by `hybrid-xir reports`): mean ± std over seeds. Paired '
