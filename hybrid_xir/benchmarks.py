@@ -317,7 +317,7 @@ def run_retrieval_eval(model='pretrained', dataset='scifact', trained_for='xquad
         else:
             per, summ, tim = evaluate_retrieval(enc, data, k, index, chunk, join, max_length, progress=progress, trec_path=tmp/'run.trec')
             write_text_atomic(per.to_csv(index=False, float_format='%.6f'), tmp/'per_query.csv')
-            res |= dict(summary=summ, timings=tim, index=index, k=k, max_length=max_length, split=split)
+            res |= dict(summary=summ, timings=tim, index=index, k=k, max_length=min(max_length, enc.max_seq_length), split=split)
         res.setdefault('timings', {}).update(total_s=time.time() - t0, peak_rss_mb=peak_rss_mb())
         write_json_atomic(res, tmp/'metrics.json')
     return res

@@ -105,7 +105,7 @@ def run_eval(model='pretrained', dataset='xquad-r', data_dir=None, langs=None, b
                   progress=progress)
     ev = evaluate_lareqa(enc, data, k_ap=k_ap, progress=progress)
     ev.timings['peak_rss_mb'] = peak_rss_mb()
-    ev.timings.update({f'texts_{k}': v for k, v in enc.stats.items() if k != 'seconds'})
+    ev.timings.update({f'texts_{k}': v for k, v in enc.stats.items() if k != 'seconds'}, max_seq_length=enc.max_seq_length)
     card = Path(enc.spec.path)/'hybrid_xir_card.json'
     if card.exists() and not limit and langs is None:   # a trained model: its card records full evaluations
         c = json.loads(card.read_text())

@@ -165,6 +165,7 @@ def build_trainer(cfg: TrainConfig, items, output_dir, model=None, callbacks=(),
     set_seed(cfg.seed)
     spec = resolve_model(cfg.base_model)
     st = model or SentenceTransformer(spec.path, device='cuda' if torch.cuda.is_available() else 'cpu')
+    base_len = st.max_seq_length          # training truncates to cfg.max_seq_length; the saved model gets this back
     st.max_seq_length = cfg.max_seq_length
     if cfg.freeze_embeddings:
         emb = st[0].auto_model.get_input_embeddings()
@@ -193,7 +194,9 @@ def build_trainer(cfg: TrainConfig, items, output_dir, model=None, callbacks=(),
     loss = (losses.CachedMultipleNegativesRankingLoss(st, scale=cfg.scale, mini_batch_size=cfg.mini_batch_size, gather_across_devices=gather)
             if cfg.loss == 'cached_mnrl' else losses.MultipleNegativesRankingLoss(st, scale=cfg.scale, gather_across_devices=gather))
     cb = ([EarlyStoppingCallback(early_stopping_patience=cfg.patience)] if cfg.patience and not timing_only else []) + list(callbacks)
-    return SentenceTransformerTrainer(model=st, args=args, train_dataset=dtr, eval_dataset=dva, loss=loss, callbacks=cb)
+    trainer = SentenceTransformerTrainer(model=st, args=args, train_dataset=dtr, eval_dataset=dva, loss=loss, callbacks=cb)
+    trainer.base_max_seq_length = base_len
+    return trainer
 
 # %% ../nbs/08_train.ipynb #583c4d65
 def train(cfg: TrainConfig, items, output_dir, resume=False, model=None, callbacks=()):
@@ -216,6 +219,9 @@ def train(cfg: TrainConfig, items, output_dir, resume=False, model=None, callbac
                 train_seconds=secs, train_loss=res.training_loss, best_eval_loss=trainer.state.best_metric,
                 best_checkpoint=trainer.state.best_model_checkpoint, resumed_from=last, log_history=hist,
                 examples_per_second=trainer.state.global_step * cfg.batch_size / max(secs, 1e-9))
+    # the training truncation is a training setting, not the model's: evaluation must see the base model's length,
+    # as the untrained model does (a model saved at 64 tokens would silently truncate long candidates when evaluated)
+    trainer.model.max_seq_length = trainer.base_max_seq_length
     with atomic_dir(out/'model') as tmp:
         trainer.model.save(str(tmp))
         write_json_atomic(card, tmp/'hybrid_xir_card.json')

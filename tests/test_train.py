@@ -49,6 +49,9 @@ def test_frozen_embeddings_stay_put(tiny, small_items, tmp_path):
     cfg = TrainConfig(base_model=str(tiny), batch_size=8, max_steps=2, eval_steps=2, max_seq_length=48, val_frac=0.2,
                       patience=0, freeze_embeddings=True)
     out, _ = train(cfg, small_items, tmp_path/'f')
+    # training truncated to 48 tokens, but the saved model keeps the base model's length (128) for evaluation
+    from sentence_transformers import SentenceTransformer
+    assert SentenceTransformer(str(tiny)).max_seq_length == SentenceTransformer(str(out)).max_seq_length == 128
     w0, w1 = _weights(tiny), _weights(out)
     key = [k for k in w0 if 'word_embeddings' in k][0]
     assert np.array_equal(w0[key], w1[key])
