@@ -269,6 +269,9 @@ def write_reports(grid_file='reports/grid.toml', root='reports/runs', tables='re
     if not len(runs): raise HybridXirError(f"no finished grid cells under {root}: run `hybrid-xir reports` (or run_grid) first")
     tables, figures = Path(tables), Path(figures)
     out = dict(runs=runs)
+    missing = runs.attrs.get('missing', [])   # a grid still running (or interrupted) is reported as such, never as final
+    out['progress'] = dict(finished=len(runs), total=len(runs) + len(missing), missing=missing)
+    write_json_atomic(out['progress'], tables/'progress.json')
     lareqa = runs[runs.kind == 'lareqa']
     if len(lareqa):
         long = seed_table(runs); out['main_long'] = long

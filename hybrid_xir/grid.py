@@ -177,5 +177,6 @@ def grid_wall_time(root='reports/runs'):
     rows = []
     for p in sorted(Path(root).rglob('done.json')):
         d = json.loads(p.read_text())
+        if 'params' not in d or 'timings' not in d: continue   # not a record run_cell wrote (cell_done treats it as unfinished)
         rows.append(dict(cell=d['params']['id'], kind=d['params']['kind']) | d['timings'])
     return pd.DataFrame(rows)

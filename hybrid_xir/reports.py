@@ -185,12 +185,22 @@ def results_block(root='reports/eval'):
                 'for XQuAD-R, i.e. on MLQA-R + QA sets). SciFact: BEIR test split; Tatoeba: accuracy, mean of 10 languages.\n\n'
                 + r.reset_index().astype(object).where(r.reset_index().notna(), None).to_markdown(index=False, floatfmt='.1f', missingval='') + '\n')
     tables, figures = Path(root).parent/'tables', Path(root).parent/'figures'
-    if (tables/'main.md').exists():          # the experiment grid's aggregation (see 12_aggregate)
-        out += ('\nThe experiment grid (`reports/grid.toml`, run by `hybrid-xir reports`): mean ± std over seeds. Paired '
+    if (tables/'progress.json').exists():    # the experiment grid's aggregation (see 12_aggregate)
+        pr = json.loads((tables/'progress.json').read_text())
+        out += '\n### The experiment grid\n\n'
+        if pr['missing']:
+            out += (f"**The grid is still running: {pr['finished']} of {pr['total']} cells have finished.** Every grid "
+                    "table below (seed counts in the `seeds` column) and every claim verdict is provisional until the "
+                    f"rest have run. Not yet run: {', '.join(pr['missing'])}.\n\n")
+    if (tables/'main.md').exists():
+        out += ('The experiment grid (`reports/grid.toml`, run by `hybrid-xir reports`): mean ± std over seeds. Paired '
                 'randomisation tests: `reports/tables/significance.md`; per-language tables beside it.\n\n' + (tables/'main.md').read_text())
         if (tables/'claims.md').exists():
             out += '\nClaims, decided by the grid\'s numbers (`reports/tables/claims.md`):\n\n' + (tables/'claims.md').read_text()
         if (figures/'alpha_sweep.png').exists(): out += '\n![α sweep: mAP and rank distance against α](reports/figures/alpha_sweep.png)\n'
+    if (tables/'retrieval.md').exists():
+        out += ('\nZero-shot retrieval with the grid\'s models (trained for XQuAD-R, seed as in `reports/grid.toml`; '
+                '`reports/tables/retrieval.md`):\n\n' + (tables/'retrieval.md').read_text())
     return out
 
 def update_readme(readme='README.md', root='reports/eval'):

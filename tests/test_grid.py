@@ -105,3 +105,18 @@ seeds = [1]
     assert la[(la.model == 'hybrid')].n.eq(2).all()
     assert set(a['claims'].verdict) <= {'supported', 'not supported', 'not testable'}
     assert (tmp_path/'figures_a'/'alpha_sweep.png').exists() and (tmp_path/'tables_a'/'claims.md').exists()
+
+
+def test_partial_grid_is_reported_as_provisional(tmp_path):
+    "A grid with unfinished cells says so in its progress record and in the README block, naming the cells not yet run."
+    from hybrid_xir.aggregate import synthetic_runs, write_reports
+    from hybrid_xir.reports import results_block
+    gf = synthetic_runs(tmp_path/'runs', '[defaults]\ndatasets = ["xquad-r"]\nseeds = [1, 2]\n[main]\nmodels = ["pretrained", "hybrid"]\n')
+    (tmp_path/'runs'/'xquad-r'/'hybrid-s2'/'done.json').unlink()
+    out = write_reports(gf, tmp_path/'runs', tmp_path/'tables', tmp_path/'figures', n_perm=200)
+    assert out['progress'] == dict(finished=2, total=3, missing=['xquad-r/hybrid-s2'])
+    (tmp_path/'eval').mkdir()
+    block = results_block(tmp_path/'eval')
+    assert '2 of 3 cells have finished' in block and 'xquad-r/hybrid-s2' in block and 'provisional' in block
+    (tmp_path/'runs'/'xquad-r'/'hybrid-s2'/'done.json').write_text('{}')   # a stale record counts as not finished
+    assert write_reports(gf, tmp_path/'runs', tmp_path/'tables', tmp_path/'figures', n_perm=200)['progress']['finished'] == 2
