@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np, pandas as pd
 from .core import HybridXirError, DataError, atomic_write, write_text_atomic, write_json_atomic, file_sha256
 from .reports import SUMMARY_COLS, MODEL_ORDER
-from .grid import load_grid, grid_cells, cell_done
+from .grid import load_grid, grid_cells, cell_done, grid_wall_time
 
 # %% ../nbs/12_aggregate.ipynb #4b514f64
 def collect_runs(grid_file='reports/grid.toml', root='reports/runs'):
@@ -294,7 +294,7 @@ def write_reports(grid_file='reports/grid.toml', root='reports/runs', tables='re
         cols = [c for c in ('nDCG@10', 'R@100', 'MRR@10', 'AP', 'xx→en', 'en→xx') if c in ret.columns]
         t = ret.groupby(['dataset', 'model'], sort=False)[cols].mean().reset_index()
         out['retrieval'] = t; _write_table(t, tables/'retrieval')
-    wt = __import__('hybrid_xir.grid', fromlist=['grid_wall_time']).grid_wall_time(root)
+    wt = grid_wall_time(root, grid_file)
     out['wall_time'] = wt; _write_table(wt, tables/'wall_time')
     return out
 

@@ -171,12 +171,9 @@ def run_grid(grid_file='reports/grid.toml', root='reports/runs', only=None, dry_
         run_cell(c, grid, root, nbs, cwd); ran.append(c.id)
     return ran, skipped
 
-def grid_wall_time(root='reports/runs'):
-    "Wall time (s) of every finished cell's steps, from their done.json files, as a DataFrame."
+def grid_wall_time(root='reports/runs', grid_file='reports/grid.toml'):
+    "Wall time (s) of the steps of every finished cell of the grid in `grid_file` (as `cell_done` decides), as a DataFrame."
     import pandas as pd
-    rows = []
-    for p in sorted(Path(root).rglob('done.json')):
-        d = json.loads(p.read_text())
-        if 'params' not in d or 'timings' not in d: continue   # not a record run_cell wrote (cell_done treats it as unfinished)
-        rows.append(dict(cell=d['params']['id'], kind=d['params']['kind']) | d['timings'])
-    return pd.DataFrame(rows)
+    grid = load_grid(grid_file)
+    return pd.DataFrame([dict(cell=c.id, kind=c.kind) | json.loads((Path(root)/c.id/'done.json').read_text())['timings']
+                         for c in grid_cells(grid) if cell_done(c, grid, root)])
