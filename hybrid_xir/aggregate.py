@@ -47,13 +47,14 @@ def seed_table(runs, cols=SUMMARY_COLS, experiment='main'):
     return pd.DataFrame(out)
 
 def format_seed_table(long):
-    "Wide Markdown-ready frame: one row per (dataset, model), cells `mean ± std` (metrics ×100)."
+    """Wide Markdown-ready frame: one row per (dataset, model), cells `mean ± std` (metrics ×100); a single run (the
+    pretrained encoder has no seed) shows its value alone, since a standard deviation of one run is undefined, not 0."""
     rows = []
     for (ds, m), g in long.groupby(['dataset', 'model'], sort=False):
         row = dict(dataset=ds, model=m, seeds=int(g.n.max()))
         for _, x in g.iterrows():
             f = 1 if 'rank' in x.metric else 100
-            row[x.metric] = f"{f * x['mean']:.1f} ± {f * x['std']:.1f}"
+            row[x.metric] = f"{f * x['mean']:.1f}" + (f" ± {f * x['std']:.1f}" if x.n > 1 else '')
         rows.append(row)
     df = pd.DataFrame(rows)
     if not len(df): return df
@@ -261,7 +262,8 @@ def claims_table(runs, long=None, sig=None, datasets=('xquad-r', 'mlqa-r')):
 def _write_table(df, path, md_floatfmt='.1f', index=False):
     path = Path(path)
     write_text_atomic(df.to_csv(index=index, float_format='%.6f'), path.with_suffix('.csv'))
-    write_text_atomic(df.to_markdown(index=index, floatfmt=md_floatfmt) + '\n', path.with_suffix('.md'))
+    blank = df.astype(object).where(df.notna(), None)   # tabulate leaves None blank but prints a float NaN as "nan"
+    write_text_atomic(blank.to_markdown(index=index, floatfmt=md_floatfmt, missingval='') + '\n', path.with_suffix('.md'))
 
 def write_reports(grid_file='reports/grid.toml', root='reports/runs', tables='reports/tables', figures='reports/figures', n_perm=10_000):
     "Aggregate the grid's finished cells into tables (CSV + Markdown) and figures; returns the tables as a dict."
