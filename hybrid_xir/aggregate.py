@@ -7,7 +7,8 @@ Docs: https://hybrid-xir.github.io/hybrid_xir/aggregate.html.md"""
 # %% auto #0
 __all__ = ['PER_LANGUAGE_METRICS', 'SIG_METRICS', 'COMPARISONS', 'KEYS', 'collect_runs', 'seed_table', 'format_seed_table',
            'per_language_tables', 'macro_weights', 'randomization_test', 'holm', 'per_query_scores',
-           'significance_table', 'alpha_table', 'plot_alpha', 'claims_table', 'write_reports', 'synthetic_runs']
+           'significance_table', 'alpha_table', 'format_alpha_table', 'plot_alpha', 'claims_table', 'write_reports',
+           'synthetic_runs']
 
 # %% ../nbs/12_aggregate.ipynb #76e46565
 import json, math
@@ -161,6 +162,15 @@ def alpha_table(runs, cols=('mono mAP', 'cross mAP', 'multi mAP', 'rank dist')):
     r['alpha'] = r.alpha.fillna(0.5).astype(float)
     return r.groupby(['dataset', 'alpha'])[list(cols)].agg(['mean', 'std', 'count'])
 
+def format_alpha_table(at):
+    """The α sweep in the main table's format (metrics ×100, `mean ± std` where an α has several seeds, its value alone
+    where it has one), one row per (dataset, α); the CSV beside it keeps the raw means, stds and counts."""
+    cols = list(dict.fromkeys(c for c, _ in at.columns))
+    long = pd.DataFrame([dict(dataset=ds, model=f'{a:g}', metric=c, mean=at.loc[(ds, a), (c, 'mean')],
+                              std=at.loc[(ds, a), (c, 'std')], n=int(at.loc[(ds, a), (c, 'count')]))
+                         for ds, a in at.index for c in cols])
+    return format_seed_table(long).rename(columns={'model': 'alpha'})
+
 def plot_alpha(at, path=None):
     "Four panels (mono / cross / multi mAP, rank distance) against α, one line per dataset."
     import matplotlib; import matplotlib.pyplot as plt
@@ -259,9 +269,11 @@ def claims_table(runs, long=None, sig=None, datasets=('xquad-r', 'mlqa-r')):
     return pd.DataFrame(rows)
 
 # %% ../nbs/12_aggregate.ipynb #7099a3e8
-def _write_table(df, path, md_floatfmt='.1f', index=False):
+def _write_table(df, path, md_floatfmt='.1f', index=False, md=None):
+    "Write `df` as CSV (full precision) and Markdown (`md`, a formatted version of `df`, when given)."
     path = Path(path)
     write_text_atomic(df.to_csv(index=index, float_format='%.6f'), path.with_suffix('.csv'))
+    if md is not None: df = md
     blank = df.astype(object).where(df.notna(), None)   # tabulate leaves None blank but prints a float NaN as "nan"
     write_text_atomic(blank.to_markdown(index=index, floatfmt=md_floatfmt, missingval='') + '\n', path.with_suffix('.md'))
 
@@ -288,7 +300,8 @@ def write_reports(grid_file='reports/grid.toml', root='reports/runs', tables='re
         at = alpha_table(runs); out['alpha'] = at
         if len(at):
             flat = at.copy(); flat.columns = [f'{c} {s}' for c, s in flat.columns]
-            _write_table(flat.reset_index(), tables/'alpha_sweep', '.4f')
+            fa = format_alpha_table(at)   # α as given (0.25 stays 0.25), metrics to one decimal like the main table
+            _write_table(flat.reset_index(), tables/'alpha_sweep', ['g' if c == 'alpha' else '.1f' for c in fa.columns], md=fa)
             plot_alpha(at, figures/'alpha_sweep.png')
         out['claims'] = claims_table(runs, long, sig); _write_table(out['claims'], tables/'claims')
     ret = runs[runs.kind == 'retrieval']

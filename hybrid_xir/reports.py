@@ -198,6 +198,9 @@ def results_block(root='reports/eval'):
         if (tables/'claims.md').exists():
             out += '\nClaims, decided by the grid\'s numbers (`reports/tables/claims.md`):\n\n' + (tables/'claims.md').read_text()
         if (figures/'alpha_sweep.png').exists(): out += '\n![α sweep: mAP and rank distance against α](reports/figures/alpha_sweep.png)\n'
+        if (tables/'alpha_sweep.md').exists():
+            out += ('\nThe α sweep (the hybrid sampler with P(monolingual batch) = α, seeds in the `seeds` column: α = 0 draws only cross-lingual '
+                    'batches, α = 1 only monolingual ones; `reports/tables/alpha_sweep.md`):\n\n' + (tables/'alpha_sweep.md').read_text())
     if (tables/'retrieval.md').exists():
         out += ('\nZero-shot retrieval with the grid\'s models (trained for XQuAD-R, seed as in `reports/grid.toml`; '
                 '`reports/tables/retrieval.md`):\n\n' + (tables/'retrieval.md').read_text())
