@@ -165,10 +165,8 @@ def alpha_table(runs, cols=('mono mAP', 'cross mAP', 'multi mAP', 'rank dist')):
 def format_alpha_table(at):
     """The α sweep in the main table's format (metrics ×100, `mean ± std` where an α has several seeds, its value alone
     where it has one), one row per (dataset, α); the CSV beside it keeps the raw means, stds and counts."""
-    cols = list(dict.fromkeys(c for c, _ in at.columns))
-    long = pd.DataFrame([dict(dataset=ds, model=f'{a:g}', metric=c, mean=at.loc[(ds, a), (c, 'mean')],
-                              std=at.loc[(ds, a), (c, 'std')], n=int(at.loc[(ds, a), (c, 'count')]))
-                         for ds, a in at.index for c in cols])
+    long = at.stack(level=0, future_stack=True).rename_axis(['dataset', 'alpha', 'metric']).reset_index()
+    long = long.assign(model=long.alpha.map('{:g}'.format), n=long['count'].astype(int))
     return format_seed_table(long).rename(columns={'model': 'alpha'})
 
 def plot_alpha(at, path=None):
