@@ -15,23 +15,27 @@ import json, math
 from pathlib import Path
 import numpy as np, pandas as pd
 from .core import HybridXirError, DataError, atomic_write, write_text_atomic, write_json_atomic, file_sha256
-from .reports import SUMMARY_COLS, MODEL_ORDER
-from .grid import load_grid, grid_cells, cell_done, grid_wall_time
+from .reports import SUMMARY_COLS, MODEL_ORDER, is_full_eval
+from .evaluate import EVALUATOR_VERSION
+from .grid import load_grid, grid_cells, cell_done, cell_stale, grid_wall_time
 
 # %% ../nbs/12_aggregate.ipynb #4b514f64
 def collect_runs(grid_file='reports/grid.toml', root='reports/runs'):
     "One row per finished LAReQA / retrieval cell of the grid: cell fields, experiments, summary metrics, metrics path."
     grid = load_grid(grid_file)
-    rows, missing = [], []
+    rows, missing, partial, stale = [], [], [], []
     for c in grid_cells(grid):
         if not cell_done(c, grid, root): missing.append(c.id); continue
         d = json.loads((Path(root)/c.id/'done.json').read_text())
         mpath = Path(root)/c.id/d['metrics']
         m = json.loads(mpath.read_text())
+        if c.kind == 'lareqa' and not is_full_eval(m, mpath.parent):   # a subset or mAP@k cell never feeds the tables
+            partial.append(c.id); continue
+        if cell_stale(c, root): stale.append(c.id)
         rows.append(dict(id=c.id, kind=c.kind, model=c.model, dataset=c.dataset, seed=c.seed, alpha=c.alpha,
                          experiments=tuple(c.experiments), metrics=str(mpath), **m['summary']))
     df = pd.DataFrame(rows)
-    df.attrs['missing'] = missing
+    df.attrs.update(missing=missing, partial=partial, stale=stale)
     return df
 
 # %% ../nbs/12_aggregate.ipynb #f3d72545
@@ -282,7 +286,8 @@ def write_reports(grid_file='reports/grid.toml', root='reports/runs', tables='re
     tables, figures = Path(tables), Path(figures)
     out = dict(runs=runs)
     missing = runs.attrs.get('missing', [])   # a grid still running (or interrupted) is reported as such, never as final
-    out['progress'] = dict(finished=len(runs), total=len(runs) + len(missing), missing=missing)
+    out['progress'] = dict(finished=len(runs), total=len(runs) + len(missing), missing=missing,
+                           partial=runs.attrs.get('partial', []), stale=runs.attrs.get('stale', []))
     write_json_atomic(out['progress'], tables/'progress.json')
     lareqa = runs[runs.kind == 'lareqa']
     if len(lareqa):
@@ -338,7 +343,8 @@ def synthetic_runs(root, grid_text, seed=0, advantage=None, n_q=60, langs=('en',
         summ['rank dist'] = float((macro_weights(m) * m.rank_dist).sum())
         for l, g in m.groupby('qlang'): per_lang[l]['multi rank dist'] = float(g.rank_dist.mean())
         for k in SUMMARY_COLS: summ.setdefault(k, summ.get(k.split()[0] + ' mAP', 0.0))
-        write_json_atomic(dict(model=c.model, dataset=c.dataset, summary=summ, per_language=per_lang), d/'metrics.json')
+        write_json_atomic(dict(model=c.model, dataset=c.dataset, summary=summ, per_language=per_lang, evaluator=EVALUATOR_VERSION,
+                               scope=dict(langs=list(langs), limit=None, k_ap=None, full=True)), d/'metrics.json')
         if c.trained:
             write_json_atomic(dict(train_data={'mlqa-r': {l: 10 for l in langs[:-1]}}), root/c.id/'train'/f'{c.model}-{c.dataset}'/'card.json')
         write_json_atomic(dict(params=cell_params(c, grid), timings={'eval': 1.0}, metrics=str((d/'metrics.json').relative_to(root/c.id))),

@@ -25,7 +25,7 @@ def _parser():
     e.add_argument('--batch-tokens', type=int, default=2048, help='padded tokens per batch')
     e.add_argument('--max-seq-length', type=int, default=512)
     e.add_argument('--limit', type=int, default=None, help='first N question ids only (smoke runs)')
-    e.add_argument('--out-dir', default='reports/eval')
+    e.add_argument('--out-dir', default=None, help='results folder (default: the user output directory, $HYBRID_XIR_OUT)')
     e.add_argument('--k-ap', type=int, default=None, help='also report mAP@k')
     e.add_argument('--trec', action='store_true', help='also write a TREC run and qrels of the multilingual setting')
     e.add_argument('--no-progress', action='store_true')
@@ -88,4 +88,8 @@ def main(argv=None):
     except HybridXirError as e:
         print(f"hybrid-xir: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("hybrid-xir: interrupted. Kept: every file finished before the interrupt (results folders, checkpoints, "
+              "cached embeddings and translations, which the next run reuses); nothing half-written.", file=sys.stderr)
+        return 130
     return 0

@@ -6,7 +6,7 @@ Docs: https://hybrid-xir.github.io/hybrid_xir/data.html.md"""
 
 # %% auto #0
 __all__ = ['LAREQA_REPO', 'DATASETS', 'DATA_ENV', 'upstream_url', 'data_dir_candidates', 'fetch_lareqa', 'is_offline',
-           'find_data_dir', 'parse_lareqa_file', 'LareqaData', 'load_lareqa', 'default_data_dir']
+           'find_data_dir', 'parse_lareqa_file', 'LareqaData', 'verify_pinned', 'load_lareqa', 'default_data_dir']
 
 # %% ../nbs/01_data.ipynb #ccbccfc8
 import os, json, hashlib, urllib.request, urllib.error, warnings
@@ -131,6 +131,8 @@ def _read_json(path):
     except UnicodeDecodeError as e:
         raise DataError(f"{path}: not UTF-8 text ({e})") from None
 
+def _is_int(x): return isinstance(x, int) and not isinstance(x, bool)
+
 def parse_lareqa_file(path, lang):
     "Parse one LAReQA JSON file into (questions, candidates, answers, n_unanswered) record lists."
     js = _read_json(path)
@@ -138,11 +140,18 @@ def parse_lareqa_file(path, lang):
         raise DataError(f"{path}: expected a SQuAD-format object with a 'data' list")
     qs, cands, ans, unanswered = [], [], [], 0
     for ai, art in enumerate(js['data']):
+        if not isinstance(art, dict) or not isinstance(art.get('paragraphs', []), list):
+            raise DataError(f"{path}: article {ai} must be an object with a 'paragraphs' list")
         for pi, para in enumerate(art.get('paragraphs', [])):
             where = f"{path}: article {ai} ({art.get('title', '?')!r}), paragraph {pi}"
+            if not isinstance(para, dict): raise DataError(f"{where}: must be an object, got {type(para).__name__}")
             sents, breaks = para.get('sentences'), para.get('sentence_breaks')
             if sents is None or breaks is None:
                 raise DataError(f"{where}: has no 'sentences'/'sentence_breaks'; is this a LAReQA file (not plain SQuAD)?")
+            if not isinstance(sents, list) or not all(isinstance(s, str) for s in sents):
+                raise DataError(f"{where}: 'sentences' must be a list of strings, got {str(sents)[:100]}")
+            if not isinstance(breaks, list) or not all(isinstance(b, list) and len(b) == 2 and all(_is_int(x) for x in b) for b in breaks):
+                raise DataError(f"{where}: 'sentence_breaks' must be a list of [start, end] integer pairs, got {str(breaks)[:100]}")
             if len(sents) != len(breaks):
                 raise DataError(f"{where}: {len(sents)} sentences but {len(breaks)} sentence_breaks")
             pkey = f"{lang}/{ai}/{pi}"
@@ -153,6 +162,9 @@ def parse_lareqa_file(path, lang):
                 try: qid, text, start = qa['id'], qa['question'], qa['answers'][0]['answer_start']
                 except (KeyError, IndexError, TypeError):
                     raise DataError(f"{where}: question without id/question/answers[0].answer_start: {str(qa)[:200]}") from None
+                if not isinstance(qid, str) or not isinstance(text, str) or not _is_int(start):
+                    raise DataError(f"{where}: question {str(qid)[:40]!r}: 'id' and 'question' must be strings and "
+                                    f"'answer_start' an integer, got {type(qid).__name__}, {type(text).__name__}, {start!r}")
                 qs.append(dict(qid=qid, lang=lang, text=text))
                 hit = [si for si, (b, e) in enumerate(breaks) if b <= start < e]
                 if hit: ans.append(dict(qid=qid, lang=lang, cand=first + hit[0]))
@@ -169,6 +181,12 @@ class LareqaData:
     candidates: pd.DataFrame
     answers: pd.DataFrame
     unanswered: dict = field(default_factory=dict)
+    limit: int | None = None           # set by `subset`: a smoke-test slice, not comparable to a full run
+
+    @property
+    def full(self):
+        "True for the whole dataset: every language it has, no `limit` slice."
+        return self.limit is None and list(self.langs) == DATASETS.get(self.name, {}).get('langs')
 
     def __repr__(self):
         return (f"LareqaData({self.name!r}, langs={self.langs}, questions={len(self.questions)}, "
@@ -200,16 +218,36 @@ class LareqaData:
         newpos = np.cumsum(cmask) - 1
         a = a.assign(cand=newpos[a['cand'].to_numpy()])
         return LareqaData(self.name, self.langs, q.reset_index(drop=True), self.candidates[cmask].reset_index(drop=True),
-                          a.reset_index(drop=True), {l: 0 for l in self.langs})
+                          a.reset_index(drop=True), {l: 0 for l in self.langs}, limit=n_questions)
 
 # %% ../nbs/01_data.ipynb #859f4be4
+_verified = {}
+
+def verify_pinned(dataset, lang, path):
+    """Compare a local data file with the SHA-256 of its pinned upstream version; on a mismatch warn (a user's own copy
+    may differ on purpose) and return False. Each file is hashed once per process (keyed on size and mtime)."""
+    p = Path(path); st = p.stat()
+    key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _verified:
+        want = DATASETS[dataset]['sha256'][lang]
+        _verified[key] = file_sha256(p) == want
+        if not _verified[key]:
+            warnings.warn(f"{p} differs from the pinned upstream {dataset} {lang} file (SHA-256 is not {want[:12]}...). "
+                          "Its results are not comparable with published ones; `hybrid-xir fetch` gets the pinned files.")
+    return _verified[key]
+
 def load_lareqa(dataset='xquad-r', data_dir=None, langs=None, download=None):
     "Load a LAReQA dataset (`xquad-r` or `mlqa-r`) from the resolved data directory."
     langs = _check_langs(dataset, langs)
     root = find_data_dir(dataset, data_dir, langs, download=download)
     Q, C, A, un = [], [], [], {}
     for l in langs:
-        q, c, a, n = parse_lareqa_file(root/'lareqa'/DATASETS[dataset]['path'].format(lang=l), l)
+        path = root/'lareqa'/DATASETS[dataset]['path'].format(lang=l)
+        verify_pinned(dataset, l, path)
+        q, c, a, n = parse_lareqa_file(path, l)
+        if not q or not c:
+            raise DataError(f"{path}: no {'questions' if not q else 'candidate sentences'} in this {l} file; an empty "
+                            f"language would silently drop out of every table. Fix or remove the file, or leave {l} out (langs=...)")
         off = len(C)
         Q += q; C += c; A += [dict(r, cand=r['cand'] + off) for r in a]; un[l] = n
     cols = dict(questions=['qid','lang','text'], candidates=['uid','lang','text','context','para'], answers=['qid','lang','cand'])

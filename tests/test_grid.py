@@ -114,9 +114,39 @@ def test_partial_grid_is_reported_as_provisional(tmp_path):
     gf = synthetic_runs(tmp_path/'runs', '[defaults]\ndatasets = ["xquad-r"]\nseeds = [1, 2]\n[main]\nmodels = ["pretrained", "hybrid"]\n')
     (tmp_path/'runs'/'xquad-r'/'hybrid-s2'/'done.json').unlink()
     out = write_reports(gf, tmp_path/'runs', tmp_path/'tables', tmp_path/'figures', n_perm=200)
-    assert out['progress'] == dict(finished=2, total=3, missing=['xquad-r/hybrid-s2'])
+    assert out['progress'] == dict(finished=2, total=3, missing=['xquad-r/hybrid-s2'], partial=[], stale=[])
     (tmp_path/'eval').mkdir()
     block = results_block(tmp_path/'eval')
     assert '2 of 3 cells have finished' in block and 'xquad-r/hybrid-s2' in block and 'provisional' in block
     (tmp_path/'runs'/'xquad-r'/'hybrid-s2'/'done.json').write_text('{}')   # a stale record counts as not finished
     assert write_reports(gf, tmp_path/'runs', tmp_path/'tables', tmp_path/'figures', n_perm=200)['progress']['finished'] == 2
+
+
+def _edit_metrics(root, cell, **kw):
+    import json
+    from pathlib import Path
+    d = json.loads((Path(root)/cell/'done.json').read_text())
+    p = Path(root)/cell/d['metrics']; m = json.loads(p.read_text())
+    for k, v in kw.items():
+        if v is None: m.pop(k, None)
+        else: m[k] = v
+    p.write_text(json.dumps(m))
+
+def test_subset_and_stale_cells(tmp_path):
+    """A cell evaluated on a subset (languages, limit) or with mAP@k never feeds the tables; a cell evaluated by an
+    older evaluator is kept but marked, and the grid re-runs it."""
+    from hybrid_xir.aggregate import synthetic_runs, write_reports, collect_runs
+    from hybrid_xir.grid import run_grid
+    from hybrid_xir.reports import results_block
+    gf = synthetic_runs(tmp_path/'runs', '[defaults]\ndatasets = ["xquad-r"]\nseeds = [1, 2]\n[main]\nmodels = ["pretrained", "hybrid"]\n')
+    _edit_metrics(tmp_path/'runs', 'xquad-r/hybrid-s1', scope=dict(langs=['en'], limit=None, k_ap=None, full=False))
+    _edit_metrics(tmp_path/'runs', 'xquad-r/hybrid-s2', evaluator=None, scope=None)      # written by evaluator 1
+    runs = collect_runs(gf, tmp_path/'runs')
+    assert set(runs.id) == {'xquad-r/pretrained', 'xquad-r/hybrid-s2'}
+    assert runs.attrs['partial'] == ['xquad-r/hybrid-s1'] and runs.attrs['stale'] == ['xquad-r/hybrid-s2']
+    out = write_reports(gf, tmp_path/'runs', tmp_path/'tables', tmp_path/'figures', n_perm=200)
+    assert out['progress']['stale'] == ['xquad-r/hybrid-s2'] and out['progress']['partial'] == ['xquad-r/hybrid-s1']
+    (tmp_path/'eval').mkdir()
+    assert 'await re-evaluation since the tie fix' in results_block(tmp_path/'eval')
+    todo, _ = run_grid(gf, tmp_path/'runs', dry_run=True, progress=False)
+    assert todo == ['lareqa:xquad-r/hybrid-s2']      # the stale cell is re-run (the partial one is finished: its params match)

@@ -2,6 +2,7 @@ import json, os, shutil, subprocess, sys
 from pathlib import Path
 import pytest
 from conftest import ROOT, needs_data
+from hybrid_xir.data import DATASETS
 
 PAPERMILL_NBS = ['eval.ipynb', 'eval_retrieval.ipynb', 'bench.ipynb', 'bench_train.ipynb', 'train.ipynb', 'augment.ipynb', 'reports.ipynb']
 
@@ -58,16 +59,81 @@ def test_cli_eval(tmp_path):
     r = _cli('eval', '--dataset', 'xquad-r', '--limit', '8', '--out-dir', str(tmp_path), '--no-progress', '--trec', '--k-ap', '20')
     assert r.returncode == 0, r.stderr
     assert 'mono mAP' in r.stdout and 'rank dist' in r.stdout
-    d = tmp_path/'pretrained'/'xquad-r-limit8'
+    d = tmp_path/'pretrained'/'xquad-r-limit8-map@20'        # a partial run names itself: it cannot overwrite the full one
     assert (d/'run.multi.trec').exists() and (d/'qrels.multi.trec').exists()
-    assert json.loads((d/'metrics.json').read_text())['k_ap'] == 20
+    m = json.loads((d/'metrics.json').read_text())
+    assert m['k_ap'] == 20 and m['scope'] == dict(langs=DATASETS['xquad-r']['langs'], limit=8, k_ap=20, full=False)
 
-def test_cli_errors_are_one_line():
+def test_cli_errors_are_one_line(tmp_path):
     r = _cli('eval', '--model', 'no-such-model')
     assert r.returncode == 2 and r.stderr.startswith("hybrid-xir: error: unknown model 'no-such-model'")
     assert 'Traceback' not in r.stderr
-    r = _cli('stats', 'xquad-r', '--data-dir', '/nonexistent/dir')
-    assert (r.returncode == 2 and 'Looked in' in r.stderr) or r.returncode == 0
+    r = subprocess.run([sys.executable, '-c', 'import sys; from hybrid_xir.cli import main; sys.exit(main(sys.argv[1:]))',
+                        'stats', 'xquad-r', '--data-dir', str(tmp_path/'nonexistent')], capture_output=True, text=True, cwd=ROOT,
+                       env=dict(os.environ, HYBRID_XIR_OFFLINE='1', HYBRID_XIR_DATA='', HYBRID_XIR_CACHE=str(tmp_path/'c')))
+    assert r.returncode == 2 and 'Looked in' in r.stderr and 'Traceback' not in r.stderr
+
+@pytest.mark.parametrize('args,msg', [
+    (['--limit', '-3'], 'limit must be at least 1, got -3'), (['--limit', '0'], 'limit must be at least 1, got 0'),
+    (['--batch-size', '0'], 'batch_size must be at least 1'), (['--batch-tokens', '0'], 'batch_tokens must be at least 1'),
+    (['--max-seq-length', '-5'], 'max_seq_length must be at least 16'), (['--max-seq-length', '2'], 'max_seq_length must be at least 16'),
+    (['--k-ap', '0'], 'k_ap must be at least 1'), (['--langs', 'en,xx'], r"unknown language code\(s\) \['xx'\]"),
+    (['--model', 'hybrid@alpha=abc'], "alpha='abc' is not a valid float"), (['--model', 'hybrid@alpha=1.5'], 'alpha must be >= 0 and <= 1'),
+    (['--model', 'xx@lr=-1'], 'lr must be > 0'), (['--model', 'xy@mode=bogus'], 'mode must be one of')])
+def test_cli_bad_parameters_fail_before_any_work(args, msg, tmp_path, capsys, monkeypatch):
+    import re, time
+    from hybrid_xir.cli import main
+    from hybrid_xir.core import cache_dir
+    monkeypatch.setenv('HYBRID_XIR_OUT', str(tmp_path/'out'))
+    runs = set(cache_dir('runs').iterdir())
+    t = time.time()
+    assert main(['eval', *args, '--no-progress']) == 2
+    err = capsys.readouterr().err
+    assert re.search(msg, err) and err.count('\n') == 1 and 'training it now' not in err, err
+    assert time.time() - t < 5 and not (tmp_path/'out').exists() and set(cache_dir('runs').iterdir()) == runs
+
+@needs_data
+def test_cli_interrupt_is_one_line(tmp_path):
+    "Ctrl-C (SIGINT) during an evaluation ends with one line saying what was kept, exit status 130, and no results folder."
+    import signal, time
+    code = 'import sys; from hybrid_xir.cli import main; sys.exit(main(sys.argv[1:]))'
+    p = subprocess.Popen([sys.executable, '-c', code, 'eval', '--dataset', 'mlqa-r', '--no-progress', '--out-dir', str(tmp_path)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+                         env=dict(os.environ, HYBRID_XIR_CACHE=str(tmp_path/'cache'), PYTHONWARNINGS='ignore'))
+    time.sleep(12)                         # imports, conversion of the embedded model into the empty cache, encoding
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=120)
+    lines = [l for l in err.splitlines() if l.strip()]
+    assert p.returncode == 130 and len(lines) == 1 and lines[0].startswith('hybrid-xir: interrupted. Kept:'), err[-3000:]
+    assert not (tmp_path/'pretrained').exists()
+
+@needs_data
+def test_papermill_bad_parameter_is_one_clear_error(tmp_path):
+    import papermill as pm
+    with pytest.raises(pm.PapermillExecutionError, match='limit must be an integer or None'):
+        pm.execute_notebook(str(ROOT/'nbs'/'eval.ipynb'), str(tmp_path/'o.ipynb'), cwd=str(ROOT), progress_bar=False,
+                            kernel_name='python3', parameters=dict(model='pretrained', dataset='mlqa-r', limit='abc', out_dir=str(tmp_path)))
+
+@needs_data
+def test_subset_runs_never_feed_the_readme(tmp_path):
+    "A language subset or a limit slice gets its own folder and scope, and the README table (collect_summaries) skips it."
+    from hybrid_xir.reports import run_eval, collect_summaries, is_full_eval
+    ev = run_eval('pretrained', 'mlqa-r', langs='en,de', limit=6, out_dir=tmp_path/'eval', progress=False)
+    assert ev.out_dir == tmp_path/'eval'/'pretrained'/'mlqa-r-langs-en+de-limit6'
+    m = json.loads((ev.out_dir/'metrics.json').read_text())
+    assert m['scope'] == dict(langs=['en', 'de'], limit=6, k_ap=None, full=False) and not is_full_eval(m)
+    assert len(collect_summaries(tmp_path/'eval')) == 0
+    # even if renamed to look like a full run, its recorded scope keeps it out
+    (ev.out_dir).rename(tmp_path/'eval'/'pretrained'/'mlqa-r')
+    assert len(collect_summaries(tmp_path/'eval')) == 0
+
+def test_default_output_is_outside_the_repository(monkeypatch):
+    import inspect
+    from hybrid_xir.core import output_dir
+    from hybrid_xir.reports import run_eval
+    monkeypatch.delenv('HYBRID_XIR_OUT', raising=False)
+    assert inspect.signature(run_eval).parameters['out_dir'].default is None
+    assert ROOT not in output_dir('eval').parents
 
 def test_library_notebooks_execute():
     "Every library notebook runs top to bottom (its examples and asserts); experiment notebooks are run above."

@@ -128,3 +128,41 @@ def test_model_card_records_evaluation(tiny, small_items, tmp_path):
     card = json.loads((path/'hybrid_xir_card.json').read_text())
     assert card['evaluation']['mlqa-r']['multi mAP'] == ev.summary['multi mAP']
     assert card['config']['mode'] == 'hybrid' and card['train_steps'] == 2
+
+_KILLED_SAVE = '''
+import os, sys, json, pandas as pd
+from transformers import Trainer
+from hybrid_xir.train import TrainConfig, train
+_orig = Trainer._save_optimizer_and_scheduler
+def _killed(self, output_dir):
+    if self.state.global_step >= 4: os._exit(9)      # the process dies with checkpoint-4 half-written (weights, no state)
+    return _orig(self, output_dir)
+Trainer._save_optimizer_and_scheduler = _killed
+train(TrainConfig(**json.loads(sys.argv[2])), pd.read_pickle(sys.argv[1]), sys.argv[3])
+'''
+
+@needs_data
+def test_resume_skips_a_checkpoint_killed_while_saving(tiny, small_items, tmp_path):
+    import json, subprocess, sys
+    kw = dict(base_model=str(tiny), batch_size=8, max_steps=6, eval_steps=2, max_seq_length=48, val_frac=0.2, patience=0, seed=3)
+    small_items.to_pickle(tmp_path/'items.pkl')
+    r = subprocess.run([sys.executable, '-c', _KILLED_SAVE, str(tmp_path/'items.pkl'), json.dumps(kw), str(tmp_path/'run')],
+                       capture_output=True, text=True)
+    assert r.returncode == 9, r.stderr[-2000:]
+    ck = tmp_path/'run'/'checkpoints'
+    assert (ck/'checkpoint-4').is_dir() and not (ck/'checkpoint-4'/'trainer_state.json').exists()   # the half-written one
+    cfg = TrainConfig(**kw)
+    resumed, card = train(cfg, small_items, tmp_path/'run', resume=True)
+    assert card['resumed_from'].endswith('checkpoint-2') and card['train_steps'] == 6
+    full, _ = train(cfg, small_items, tmp_path/'full')
+    a, b = _weights(full), _weights(resumed)
+    for k in a: np.testing.assert_allclose(a[k], b[k], atol=1e-6, err_msg=k)
+
+def test_bad_configurations_fail_at_once():
+    from hybrid_xir.train import parse_variant
+    for bad, msg in [('xx@alpha=1.5', 'alpha must be'), ('hybrid@alpha=abc', "alpha='abc'"), ('hybrid@lr=-1', 'lr must be'),
+                     ('hybrid@mode=bogus', 'mode must be one of'), ('hybrid@batch_size=0', 'batch_size must be'),
+                     ('hybrid@batch_size=2.5', 'batch_size=2.5'), ('hybrid@max_steps=0', 'max_steps'), ('hybrid@seed=x', "seed='x'")]:
+        with pytest.raises(ModelError, match=msg): get_config(bad)
+        with pytest.raises(ModelError): parse_variant(bad)
+    with pytest.raises(ModelError, match='warmup_ratio'): TrainConfig(warmup_ratio=2)
