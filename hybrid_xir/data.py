@@ -186,7 +186,7 @@ class LareqaData:
     @property
     def full(self):
         "True for the whole dataset: every language it has, no `limit` slice."
-        return self.limit is None and list(self.langs) == DATASETS.get(self.name, {}).get('langs')
+        return self.limit is None and sorted(self.langs) == sorted(DATASETS.get(self.name, {}).get('langs', [None]))
 
     def __repr__(self):
         return (f"LareqaData({self.name!r}, langs={self.langs}, questions={len(self.questions)}, "

@@ -101,7 +101,7 @@ def eval_dir_name(dataset, langs=None, limit=None, k_ap=None):
     of languages, a `limit` slice, mAP@k), so that a partial run can never overwrite, or be read as, the full result."""
     from hybrid_xir.data import DATASETS
     parts = [dataset]
-    if langs is not None and list(langs) != DATASETS.get(dataset, {}).get('langs'): parts.append('langs-' + '+'.join(langs))
+    if langs is not None and sorted(langs) != sorted(DATASETS.get(dataset, {}).get('langs', [None])): parts.append('langs-' + '+'.join(langs))
     if limit: parts.append(f'limit{limit}')
     if k_ap: parts.append(f'map@{k_ap}')
     return '-'.join(parts)
