@@ -16,7 +16,7 @@ import json, os, re, shutil, sqlite3, subprocess, time, hashlib
 from dataclasses import dataclass, asdict, replace
 from pathlib import Path
 import numpy as np, pandas as pd
-from .core import HybridXirError, cache_dir, text_hash
+from .core import HybridXirError, cache_dir, text_hash, output_dir
 
 class AugmentError(HybridXirError, ValueError):
     "Unsupported language pairs, backends that are not installed, bad decoding settings, empty texts."
@@ -429,7 +429,7 @@ def coverage_table(items, routes, missing):
             for l in sorted(set(n.index) | set(routes) | set(missing))]
     return pd.DataFrame(rows).set_index('lang')
 
-def run_augment(name='hybrid_bt', dataset='xquad-r', out_dir='reports/augment', n_examples=12, bench_sentences=200, seed=0):
+def run_augment(name='hybrid_bt', dataset='xquad-r', out_dir=None, n_examples=12, bench_sentences=200, seed=0):
     "Augment the training set of configuration `name` for `dataset`, write the report files; returns them as a dict."
     from hybrid_xir.train import get_config
     from hybrid_xir.train_data import training_items
@@ -459,7 +459,7 @@ def run_augment(name='hybrid_bt', dataset='xquad-r', out_dir='reports/augment', 
             texts = [pool[i] for i in rng.permutation(len(pool))[:bench_sentences]]
             bench.append(benchmark_translator(t, texts, s, g))
     bench = pd.DataFrame(bench)
-    out = Path(out_dir)/dataset
+    out = Path(out_dir if out_dir is not None else output_dir('augment'))/dataset
     for fname, df, idx in [('report.csv', rep, False), ('coverage.csv', cov, True), ('examples.csv', ex, False), ('throughput.csv', bench, False)]:
         write_text_atomic(df.to_csv(index=idx), out/fname)
     return dict(report=rep, coverage=cov, examples=ex, throughput=bench, items=len(items), augmented=len(aug))

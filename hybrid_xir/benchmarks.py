@@ -14,7 +14,7 @@ import gzip, json, os, re, time
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np, pandas as pd
-from .core import DataError, HybridXirError, atomic_write, cache_dir, write_json_atomic
+from .core import DataError, HybridXirError, atomic_write, cache_dir, write_json_atomic, output_dir
 
 @dataclass
 class RetrievalData:
@@ -294,7 +294,7 @@ def load_benchmark(dataset, data_dir=None, split='test'):
                     f"beir-nl:<name> or miracl:<lang>")
 
 def run_retrieval_eval(model='pretrained', dataset='scifact', trained_for='xquad-r', data_dir=None, split='test',
-                       k=100, index='flat', chunk=4096, join=' ', max_length=512, out_dir='reports/retrieval', progress=True):
+                       k=100, index='flat', chunk=4096, join=' ', max_length=512, out_dir=None, progress=True):
     "Evaluate `model` on a retrieval benchmark or Tatoeba; writes metrics.json (and per-query / run files); returns a dict."
     from hybrid_xir.encode import Encoder, MODELS, resolve_model
     from hybrid_xir.reports import peak_rss_mb
@@ -306,7 +306,7 @@ def run_retrieval_eval(model='pretrained', dataset='scifact', trained_for='xquad
     enc = Encoder(model, dataset=trained_for, progress=progress)
     name = Path(str(dataset)).name if Path(str(dataset)).is_dir() else str(dataset).replace(':', '-').replace('/', '__')
     mname = Path(str(model)).name if Path(str(model)).exists() else str(model).replace('/', '__')
-    out = Path(out_dir)/mname/name
+    out = Path(out_dir if out_dir is not None else output_dir('retrieval'))/mname/name
     res = dict(model=model, dataset=str(dataset), trained_for=trained_for if getattr(MODELS.get(base, {}).get('path'), 'per_dataset', False) else None)
     with atomic_dir(out) as tmp:
         if dataset == 'tatoeba':

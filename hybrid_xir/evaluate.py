@@ -226,7 +226,7 @@ def write_trec_run(data: LareqaData, Q, C, path, setting='multi', k=100, tag='hy
     for qrows, crows in groups:
         D, I = search_topk(Q[qrows], C[crows], k)
         for r, q in enumerate(qrows):
-            lines += [f"{qids[q]} Q0 {uids[crows[i]]} {n + 1} {d:.6f} {tag}\n" for n, (d, i) in enumerate(zip(D[r], I[r])) if i >= 0]
+            lines += [f"{qids[q]} Q0 {uids[crows[i]]} {n + 1} {d:.9g} {tag}\n" for n, (d, i) in enumerate(zip(D[r], I[r])) if i >= 0]
     with atomic_write(path, 'w', encoding='utf-8') as f: f.writelines(lines)
     return Path(path)
 

@@ -15,7 +15,7 @@ import json, os, re, time, math
 from dataclasses import dataclass, field, asdict, replace
 from pathlib import Path
 import numpy as np, pandas as pd
-from .core import HybridXirError, ModelError, cache_dir, write_json_atomic, atomic_dir, text_hash
+from .core import HybridXirError, ModelError, cache_dir, write_json_atomic, atomic_dir, text_hash, output_dir
 from .sampler import pair_table, HybridBatchSampler
 from .encode import resolve_model
 
@@ -354,13 +354,13 @@ def plot_losses(card, ax=None):
     ax.set_title(f"{c['mode']} (alpha {c['alpha']}), batch {c['batch_size']}, for {c['eval_dataset']}")
     return ax
 
-def train_report_dir(name, dataset, out_dir='reports/train', **overrides):
-    "Where `run_train` writes the card, logs and plot of `name` (a configuration or variant) for `dataset`: `out_dir/<variant>-<dataset>`."
+def train_report_dir(name, dataset, out_dir=None, **overrides):
+    "Where `run_train` writes the card, logs and plot of `name` (a configuration or variant) for `dataset`: `out_dir/<variant>-<dataset>` (default `out_dir`: the user output directory)."
     base, ov = parse_variant(name)
     ov = {**ov, **{k: v for k, v in overrides.items() if v is not None}}
-    return Path(out_dir)/f"{variant_name(base, **{k: v for k, v in ov.items() if k not in NAME_NEUTRAL or k == 'seed'})}-{dataset}"
+    return Path(out_dir if out_dir is not None else output_dir('train'))/f"{variant_name(base, **{k: v for k, v in ov.items() if k not in NAME_NEUTRAL or k == 'seed'})}-{dataset}"
 
-def run_train(name='hybrid', dataset='xquad-r', out_dir='reports/train', **overrides):
+def run_train(name='hybrid', dataset='xquad-r', out_dir=None, **overrides):
     """Train (or resume) configuration or variant `name` for zero-shot evaluation on `dataset`; writes card and loss plot
     to `out_dir/<variant>-<dataset>/`."""
     import matplotlib.pyplot as plt

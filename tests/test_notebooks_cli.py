@@ -131,9 +131,17 @@ def test_default_output_is_outside_the_repository(monkeypatch):
     import inspect
     from hybrid_xir.core import output_dir
     from hybrid_xir.reports import run_eval
+    from hybrid_xir.train import run_train, train_report_dir
+    from hybrid_xir.augment import run_augment
+    from hybrid_xir.benchmarks import run_retrieval_eval
     monkeypatch.delenv('HYBRID_XIR_OUT', raising=False)
-    assert inspect.signature(run_eval).parameters['out_dir'].default is None
-    assert ROOT not in output_dir('eval').parents
+    for f in (run_eval, run_train, run_augment, run_retrieval_eval):
+        assert inspect.signature(f).parameters['out_dir'].default is None, f.__name__
+    assert ROOT not in output_dir('eval').parents and ROOT not in train_report_dir('hybrid', 'xquad-r').parents
+    for nb in ('eval', 'train', 'augment', 'eval_retrieval'):       # the papermill notebooks' defaults as well
+        cells = json.loads((ROOT/'nbs'/f'{nb}.ipynb').read_text())['cells']
+        params = ''.join(next(c for c in cells if 'parameters' in c['metadata'].get('tags', []))['source'])
+        assert 'out_dir = None' in params, nb
 
 def test_library_notebooks_execute():
     "Every library notebook runs top to bottom (its examples and asserts); experiment notebooks are run above."
