@@ -24,18 +24,21 @@ def collect_runs(grid_file='reports/grid.toml', root='reports/runs'):
     "One row per finished LAReQA / retrieval cell of the grid: cell fields, experiments, summary metrics, metrics path."
     grid = load_grid(grid_file)
     rows, missing, partial, stale = [], [], [], []
+    # a grid may declare a partial evaluation itself (a smoke grid: `eval = { limit = 4 }`); its tables are then
+    # partial as a whole, say so (`full_scope`), and are never published in the README (see `results_block`)
+    declared = sorted(k for k in ('langs', 'limit', 'k_ap') if grid.get('eval', {}).get(k) is not None)
     for c in grid_cells(grid):
         if not cell_done(c, grid, root): missing.append(c.id); continue
         d = json.loads((Path(root)/c.id/'done.json').read_text())
         mpath = Path(root)/c.id/d['metrics']
         m = json.loads(mpath.read_text())
-        if c.kind == 'lareqa' and not is_full_eval(m, mpath.parent):   # a subset or mAP@k cell never feeds the tables
+        if c.kind == 'lareqa' and not is_full_eval(m, mpath.parent) and not declared:   # a subset or mAP@k cell never feeds full tables
             partial.append(c.id); continue
         if cell_stale(c, root): stale.append(c.id)
         rows.append(dict(id=c.id, kind=c.kind, model=c.model, dataset=c.dataset, seed=c.seed, alpha=c.alpha,
                          experiments=tuple(c.experiments), metrics=str(mpath), **m['summary']))
     df = pd.DataFrame(rows)
-    df.attrs.update(missing=missing, partial=partial, stale=stale)
+    df.attrs.update(missing=missing, partial=partial, stale=stale, full_scope=not declared)
     return df
 
 # %% ../nbs/12_aggregate.ipynb #f3d72545
@@ -287,7 +290,8 @@ def write_reports(grid_file='reports/grid.toml', root='reports/runs', tables='re
     out = dict(runs=runs)
     missing = runs.attrs.get('missing', [])   # a grid still running (or interrupted) is reported as such, never as final
     out['progress'] = dict(finished=len(runs), total=len(runs) + len(missing), missing=missing,
-                           partial=runs.attrs.get('partial', []), stale=runs.attrs.get('stale', []))
+                           partial=runs.attrs.get('partial', []), stale=runs.attrs.get('stale', []),
+                           full_scope=runs.attrs.get('full_scope', True))
     write_json_atomic(out['progress'], tables/'progress.json')
     lareqa = runs[runs.kind == 'lareqa']
     if len(lareqa):

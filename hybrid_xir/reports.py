@@ -233,6 +233,9 @@ def results_block(root='reports/eval'):
     tables, figures = Path(root).parent/'tables', Path(root).parent/'figures'
     if (tables/'progress.json').exists():    # the experiment grid's aggregation (see 12_aggregate)
         pr = json.loads((tables/'progress.json').read_text())
+        if not pr.get('full_scope', True):
+            raise HybridXirError(f"the grid tables in {tables} come from a partial evaluation (the grid's `eval` sets a "
+                                 "language subset, limit or mAP@k): they are never published in the README")
         out += '\n### The experiment grid\n\n'
         if pr['missing']:
             out += (f"**The grid is still running: {pr['finished']} of {pr['total']} cells have finished.** Every grid "

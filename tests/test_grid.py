@@ -89,6 +89,7 @@ seeds = [1]
             assert list((root/'xquad-r'/'hybrid-s2'/'eval').rglob('run.multi.trec'))
             out = write_reports(gf, root, tmp_path/f'tables_{attempt}', tmp_path/f'figures_{attempt}', n_perm=500)
             tables.append(out)
+            assert out['progress']['full_scope'] is False       # the grid's own `eval = { limit = 4 }`: a smoke grid
             if attempt == 'a':    # finished cells are skipped; a cell whose record is gone runs again
                 assert run_grid(gf, root, dry_run=True) == ([], [c.id for c in grid_cells(grid)])
                 (root/'xquad-r'/'pretrained'/'done.json').unlink()
@@ -114,7 +115,7 @@ def test_partial_grid_is_reported_as_provisional(tmp_path):
     gf = synthetic_runs(tmp_path/'runs', '[defaults]\ndatasets = ["xquad-r"]\nseeds = [1, 2]\n[main]\nmodels = ["pretrained", "hybrid"]\n')
     (tmp_path/'runs'/'xquad-r'/'hybrid-s2'/'done.json').unlink()
     out = write_reports(gf, tmp_path/'runs', tmp_path/'tables', tmp_path/'figures', n_perm=200)
-    assert out['progress'] == dict(finished=2, total=3, missing=['xquad-r/hybrid-s2'], partial=[], stale=[])
+    assert out['progress'] == dict(finished=2, total=3, missing=['xquad-r/hybrid-s2'], partial=[], stale=[], full_scope=True)
     (tmp_path/'eval').mkdir()
     block = results_block(tmp_path/'eval')
     assert '2 of 3 cells have finished' in block and 'xquad-r/hybrid-s2' in block and 'provisional' in block
@@ -150,3 +151,15 @@ def test_subset_and_stale_cells(tmp_path):
     assert 'await re-evaluation since the tie fix' in results_block(tmp_path/'eval')
     todo, _ = run_grid(gf, tmp_path/'runs', dry_run=True, progress=False)
     assert todo == ['lareqa:xquad-r/hybrid-s2']      # the stale cell is re-run (the partial one is finished: its params match)
+
+def test_smoke_grid_tables_are_never_published(tmp_path):
+    "Tables of a grid that declares a partial evaluation (eval = { limit = ... }) are refused by the README block."
+    import json, pytest
+    from hybrid_xir.core import HybridXirError
+    from hybrid_xir.aggregate import synthetic_runs, write_reports
+    from hybrid_xir.reports import results_block
+    gf = synthetic_runs(tmp_path/'runs', '[defaults]\ndatasets = ["xquad-r"]\nseeds = [1]\neval = { limit = 4 }\n[main]\nmodels = ["pretrained", "hybrid"]\n')
+    out = write_reports(gf, tmp_path/'runs', tmp_path/'tables', tmp_path/'figures', n_perm=100)
+    assert out['progress']['full_scope'] is False and len(out['runs']) == 2
+    (tmp_path/'eval').mkdir()
+    with pytest.raises(HybridXirError, match='never published in the README'): results_block(tmp_path/'eval')
