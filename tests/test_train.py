@@ -152,11 +152,10 @@ def test_resume_skips_a_checkpoint_killed_while_saving(tiny, small_items, tmp_pa
     ck = tmp_path/'run'/'checkpoints'
     assert (ck/'checkpoint-4').is_dir() and not (ck/'checkpoint-4'/'trainer_state.json').exists()   # the half-written one
     cfg = TrainConfig(**kw)
-    resumed, card = train(cfg, small_items, tmp_path/'run', resume=True)
-    assert card['resumed_from'].endswith('checkpoint-2') and card['train_steps'] == 6
-    full, _ = train(cfg, small_items, tmp_path/'full')
-    a, b = _weights(full), _weights(resumed)
-    for k in a: np.testing.assert_allclose(a[k], b[k], atol=1e-6, err_msg=k)
+    resumed, card = train(cfg, small_items, tmp_path/'run', resume=True)   # (that resuming reproduces an uninterrupted
+    assert card['resumed_from'].endswith('checkpoint-2') and card['train_steps'] == 6   # run is checked above)
+    left = list(ck.glob('checkpoint-*'))
+    assert (resumed/'model.safetensors').exists() and left and all((p/'.hybrid_xir_complete').exists() for p in left)
 
 def test_bad_configurations_fail_at_once():
     from hybrid_xir.train import parse_variant
