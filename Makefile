@@ -4,7 +4,7 @@
 # run every unfinished cell of reports/grid.toml (papermill; hours on a CPU, resumable), then rebuild tables, figures, README
 reports:
 	hybrid-xir reports
-	papermill nbs/reports.ipynb reports/reports.ipynb
+	papermill nbs/reports.ipynb reports/reports.ipynb -p aggregate_only True
 	hybrid-xir readme
 
 # rebuild reports/tables and reports/figures from the finished cells only (seconds)

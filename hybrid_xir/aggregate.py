@@ -8,16 +8,18 @@ Docs: https://hybrid-xir.github.io/hybrid_xir/aggregate.html.md"""
 __all__ = ['PER_LANGUAGE_METRICS', 'SIG_METRICS', 'COMPARISONS', 'KEYS', 'collect_runs', 'seed_table', 'format_seed_table',
            'per_language_tables', 'macro_weights', 'randomization_test', 'holm', 'per_query_scores',
            'significance_table', 'alpha_table', 'format_alpha_table', 'plot_alpha', 'claims_table', 'write_reports',
-           'synthetic_runs']
+           'run_reports', 'synthetic_runs']
 
 # %% ../nbs/12_aggregate.ipynb #76e46565
 import json, math
 from pathlib import Path
 import numpy as np, pandas as pd
 from .core import HybridXirError, DataError, atomic_write, write_text_atomic, write_json_atomic, file_sha256
-from .reports import SUMMARY_COLS, MODEL_ORDER, is_full_eval
+from .reports import SUMMARY_COLS, is_full_eval
+from .registry import MODEL_ORDER
 from .evaluate import EVALUATOR_VERSION
-from .grid import load_grid, grid_cells, cell_done, cell_stale, grid_wall_time
+from .grid import load_grid, grid_cells, cell_done, cell_stale, cell_params, grid_wall_time, run_grid
+from .params import ReportsParams, as_params
 
 # %% ../nbs/12_aggregate.ipynb #4b514f64
 def collect_runs(grid_file='reports/grid.toml', root='reports/runs'):
@@ -320,11 +322,22 @@ def write_reports(grid_file='reports/grid.toml', root='reports/runs', tables='re
     out['wall_time'] = wt; _write_table(wt, tables/'wall_time')
     return out
 
+def run_reports(params=None, /, **kwargs):
+    """The grid's entry point (`ReportsParams`, or its fields as keywords): run the unfinished and stale cells unless
+    `aggregate_only`, then rebuild the tables and figures. Returns dict(ran, skipped, reports), `reports` being
+    `write_reports`' tables (None for a dry run, which runs and writes nothing)."""
+    p = as_params(ReportsParams, params, **kwargs)
+    ran, skipped = [], []
+    if not p.aggregate_only:
+        ran, skipped = run_grid(p.grid, p.root, p.only.split(',') if p.only else None, dry_run=p.dry_run)
+    if p.dry_run: return dict(ran=ran, skipped=skipped, reports=None)
+    return dict(ran=ran, skipped=skipped, reports=write_reports(p.grid, p.root, p.tables, p.figures, n_perm=p.n_perm))
+
+
 # %% ../nbs/12_aggregate.ipynb #deeac2c9
 def synthetic_runs(root, grid_text, seed=0, advantage=None, n_q=60, langs=('en', 'de', 'zh')):
     """Write finished cells with random per-query scores for the grid `grid_text` under `root` (for examples and tests;
     `advantage` = {model: added AP}). Returns the grid file path."""
-    from hybrid_xir.grid import cell_params
     root = Path(root); root.mkdir(parents=True, exist_ok=True)
     gf = root/'grid.toml'; gf.write_text(grid_text)
     grid = load_grid(gf); rng = np.random.default_rng(seed)

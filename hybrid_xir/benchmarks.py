@@ -14,7 +14,11 @@ import gzip, json, os, re, time
 from dataclasses import dataclass, field
 from pathlib import Path
 import numpy as np, pandas as pd
-from .core import DataError, HybridXirError, atomic_write, cache_dir, write_json_atomic, output_dir
+from .core import (DataError, HybridXirError, atomic_write, atomic_dir, cache_dir, write_json_atomic, write_text_atomic,
+                             output_dir, peak_rss_mb)
+from .evaluate import search_topk
+from .encode import Encoder
+from .registry import resolve_model, check_model_name, is_trained_name, MODEL_ORDER
 
 @dataclass
 class RetrievalData:
@@ -269,7 +273,6 @@ def load_tatoeba(data_dir=None, langs=None):
 
 def evaluate_tatoeba(encoder, pairs):
     "Accuracy (%) of nearest-neighbour retrieval xx→en and en→xx per language (DataFrame, plus a mean row)."
-    from hybrid_xir.evaluate import search_topk
     rows = []
     for l, (xs, es) in pairs.items():
         X, E = encoder.encode(xs, 'query'), encoder.encode(es, 'query')
@@ -296,18 +299,14 @@ def load_benchmark(dataset, data_dir=None, split='test'):
 def run_retrieval_eval(model='pretrained', dataset='scifact', trained_for='xquad-r', data_dir=None, split='test',
                        k=100, index='flat', chunk=4096, join=' ', max_length=512, out_dir=None, progress=True):
     "Evaluate `model` on a retrieval benchmark or Tatoeba; writes metrics.json (and per-query / run files); returns a dict."
-    from hybrid_xir.encode import Encoder, MODELS, resolve_model
-    from hybrid_xir.reports import peak_rss_mb
-    from hybrid_xir.core import atomic_dir, write_text_atomic
-    base = str(model).partition('@')[0]
-    if base not in MODELS: resolve_model(model)           # an unknown model name fails before any work
+    check_model_name(model)           # an unknown model name fails before any work
     data = load_benchmark(dataset, data_dir, split)
     t0 = time.time()
-    enc = Encoder(model, dataset=trained_for, progress=progress)
+    enc = Encoder(resolve_model(model, trained_for), progress=progress)
     name = Path(str(dataset)).name if Path(str(dataset)).is_dir() else str(dataset).replace(':', '-').replace('/', '__')
     mname = Path(str(model)).name if Path(str(model)).exists() else str(model).replace('/', '__')
     out = Path(out_dir if out_dir is not None else output_dir('retrieval'))/mname/name
-    res = dict(model=model, dataset=str(dataset), trained_for=trained_for if getattr(MODELS.get(base, {}).get('path'), 'per_dataset', False) else None)
+    res = dict(model=model, dataset=str(dataset), trained_for=trained_for if is_trained_name(model) else None)
     with atomic_dir(out) as tmp:
         if dataset == 'tatoeba':
             acc = evaluate_tatoeba(enc, data)
@@ -324,7 +323,6 @@ def run_retrieval_eval(model='pretrained', dataset='scifact', trained_for='xquad
 
 def collect_retrieval(root='reports/retrieval'):
     "One row per (dataset, model) of the committed retrieval results."
-    from hybrid_xir.reports import MODEL_ORDER
     rows = []
     for f in sorted(Path(root).glob('*/*/metrics.json')):
         m = json.loads(f.read_text())

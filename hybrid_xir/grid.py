@@ -13,6 +13,8 @@ import json, os, time, tomllib, shutil
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 from .core import HybridXirError, DataError, write_json_atomic
+from .evaluate import EVALUATOR_VERSION
+from .registry import TrainConfig, CONFIGS, get_config, variant_name
 
 # %% ../nbs/11_grid.ipynb #7277e6ff
 GRID_KEYS = {'defaults': {'datasets', 'seeds', 'train', 'eval'},
@@ -34,7 +36,6 @@ def load_grid(path):
     d = g.get('defaults', {})
     out = dict(train=d.get('train', {}), eval=d.get('eval', {}), source=str(path))
     from dataclasses import fields
-    from hybrid_xir.train import TrainConfig
     bad = set(out['train']) - {f.name for f in fields(TrainConfig)}
     if bad: raise DataError(f"grid file {path}: [defaults] train has unknown TrainConfig field(s) {', '.join(sorted(bad))}")
     for sec in ('main', 'alpha_sweep', 'retrieval'):
@@ -59,13 +60,11 @@ class Cell:
 
     @property
     def trained(self):
-        from hybrid_xir.train import CONFIGS
         return self.model in CONFIGS
 
     def variant(self, train=None):
         "The variant name this cell trains and evaluates (grid-wide `train` overrides included)."
         if not self.trained: return self.model
-        from hybrid_xir.train import variant_name
         return variant_name(self.model, **(train or {}), seed=self.seed, alpha=self.alpha)
 
     @property
@@ -76,7 +75,6 @@ class Cell:
 
 def grid_cells(grid):
     "Expand a loaded grid into its list of unique cells, in run order (LAReQA cells, then retrieval)."
-    from hybrid_xir.train import CONFIGS, get_config
     cells = {}
     def add(c, exp):
         if c.trained and c.alpha is not None and c.alpha == get_config(c.model).alpha: c.alpha = None   # α 0.5 is the model itself
@@ -135,7 +133,6 @@ def cell_stale(cell, root):
     """True when a finished LAReQA cell was evaluated by an older evaluator (`EVALUATOR_VERSION`): its numbers stay in
     the tables, marked, until the grid re-runs it (its trained model is reused when the cache still has it)."""
     if cell.kind != 'lareqa': return False
-    from hybrid_xir.evaluate import EVALUATOR_VERSION
     d = json.loads((Path(root)/cell.id/'done.json').read_text())
     return json.loads((Path(root)/cell.id/d['metrics']).read_text()).get('evaluator', 1) < EVALUATOR_VERSION
 
@@ -148,7 +145,6 @@ def run_cell(cell, grid, root='reports/runs', nbs='nbs', cwd='.'):
         timings['eval_retrieval'] = execute_notebook(nbs/'eval_retrieval.ipynb', out/'eval_retrieval.ipynb',
             dict(model=var, dataset=cell.dataset, trained_for=cell.trained_for or 'xquad-r', out_dir=str(out/'eval')), cwd)
     else:
-        from hybrid_xir.train import get_config
         if cell.trained and get_config(cell.model).bt_pivots:
             aug = Path(root)/cell.dataset/'augment.ipynb'
             if not aug.exists():

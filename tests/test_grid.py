@@ -57,7 +57,8 @@ def test_macro_weights_reproduce_evaluator_summary():
 def test_tiny_grid_runs_resumes_and_reproduces(tmp_path):
     """A tiny grid (tiny encoder, 2 training steps, 4 questions) runs through the papermill notebooks; finished cells
     are skipped; re-running it from scratch with the same seeds reproduces every table within 1e-6."""
-    from hybrid_xir.train import make_tiny_encoder, run_dir
+    from hybrid_xir.train import make_tiny_encoder
+    from hybrid_xir.registry import run_dir
     from hybrid_xir.grid import run_grid, load_grid, grid_cells
     from hybrid_xir.aggregate import write_reports
     tiny = make_tiny_encoder(tmp_path/'tiny')

@@ -124,7 +124,7 @@ def test_papermill_bad_parameter_is_one_clear_error(tmp_path):
 def test_subset_runs_never_feed_the_readme(tmp_path):
     "A language subset or a limit slice gets its own folder and scope, and the README table (collect_summaries) skips it."
     from hybrid_xir.reports import run_eval, collect_summaries, is_full_eval
-    ev = run_eval('pretrained', 'mlqa-r', langs='en,de', limit=6, out_dir=tmp_path/'eval', progress=False)
+    ev = run_eval(model='pretrained', dataset='mlqa-r', langs='en,de', limit=6, out_dir=tmp_path/'eval', progress=False)
     assert ev.out_dir == tmp_path/'eval'/'pretrained'/'mlqa-r-langs-en+de-limit6'
     m = json.loads((ev.out_dir/'metrics.json').read_text())
     assert m['scope'] == dict(langs=['en', 'de'], limit=6, k_ap=None, full=False) and not is_full_eval(m)
@@ -134,24 +134,41 @@ def test_subset_runs_never_feed_the_readme(tmp_path):
     assert len(collect_summaries(tmp_path/'eval')) == 0
 
 def test_default_output_is_outside_the_repository(monkeypatch):
-    import inspect
     from hybrid_xir.core import output_dir
-    from hybrid_xir.reports import run_eval
-    from hybrid_xir.train import run_train, train_report_dir
-    from hybrid_xir.augment import run_augment
-    from hybrid_xir.benchmarks import run_retrieval_eval
+    from hybrid_xir.params import EvalParams, TrainParams, AugmentParams, RetrievalParams
+    from hybrid_xir.train import train_report_dir
     monkeypatch.delenv('HYBRID_XIR_OUT', raising=False)
-    for f in (run_eval, run_train, run_augment, run_retrieval_eval):
-        assert inspect.signature(f).parameters['out_dir'].default is None, f.__name__
-    assert ROOT not in output_dir('eval').parents and ROOT not in train_report_dir('hybrid', 'xquad-r').parents
-    for nb in ('eval', 'train', 'augment', 'eval_retrieval'):       # the papermill notebooks' defaults as well
+    for cls in (EvalParams, TrainParams, AugmentParams, RetrievalParams):      # the notebooks, CLI and run_* share these
+        assert cls().out_dir is None, cls.__name__
+    assert ROOT not in output_dir('eval').parents and ROOT not in train_report_dir('hybrid', dataset='xquad-r').parents
+
+def test_parameters_cells_are_generated_from_the_dataclasses():
+    "Each experiment notebook's parameters cell is exactly `parameters_cell(<its dataclass>)`, and papermill reads the same defaults."
+    import papermill as pm
+    from dataclasses import fields
+    from hybrid_xir.params import EvalParams, TrainParams, AugmentParams, RetrievalParams, ReportsParams, parameters_cell
+    for nb, cls in [('eval', EvalParams), ('train', TrainParams), ('augment', AugmentParams), ('eval_retrieval', RetrievalParams),
+                    ('reports', ReportsParams)]:
         cells = json.loads((ROOT/'nbs'/f'{nb}.ipynb').read_text())['cells']
-        params = ''.join(next(c for c in cells if 'parameters' in c['metadata'].get('tags', []))['source'])
-        assert 'out_dir = None' in params, nb
+        tagged = [''.join(c['source']) for c in cells if 'parameters' in c.get('metadata', {}).get('tags', [])]
+        assert tagged == [parameters_cell(cls)], f'{nb}.ipynb: regenerate its parameters cell from {cls.__name__}'
+        inferred = pm.inspect_notebook(str(ROOT/'nbs'/f'{nb}.ipynb'))
+        assert {k: eval(v['default']) for k, v in inferred.items()} == {f.name: f.default for f in fields(cls)}
+
+def test_cli_options_are_generated_from_the_dataclasses():
+    "Every field of an entry point's dataclass is an option of its subcommand, with the field's default."
+    from dataclasses import fields
+    from hybrid_xir.cli import _parser
+    from hybrid_xir.params import EvalParams, TrainParams, AugmentParams, RetrievalParams, ReportsParams
+    for cmd, cls in [('eval', EvalParams), ('train', TrainParams), ('augment', AugmentParams), ('retrieval', RetrievalParams),
+                     ('reports', ReportsParams)]:
+        a = _parser().parse_args([cmd])
+        assert cls.from_namespace(a) == cls(), cmd
+        assert {f.name for f in fields(cls)} <= set(vars(a)), cmd
 
 def test_library_notebooks_execute():
-    "Every library notebook runs top to bottom (its examples and asserts); experiment notebooks are run above."
-    r = subprocess.run(['nbdev-test', '--skip-file-re', r'^(_|\.|eval|eval_retrieval|bench|bench_train|train|augment|reports)\b'], cwd=ROOT,
+    "Every library notebook runs top to bottom (its examples and asserts); experiment notebooks (front matter `skip_exec: true`) are run above."
+    r = subprocess.run(['nbdev-test'], cwd=ROOT,
                        capture_output=True, text=True, env=dict(os.environ))
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
 

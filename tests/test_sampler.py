@@ -18,9 +18,22 @@ def corpora(draw):
             rows += [dict(dataset=f'd{d}', group=f'g{g}', lang=l) for l in langs + variants]
     return pd.DataFrame(rows)
 
+def feasible(items, bs, alpha):
+    "Independent oracle: a monolingual batch needs `bs` groups in one (dataset, language); an X-Y batch `bs` multi-language groups of one dataset."
+    it = items.drop_duplicates(['dataset', 'group', 'lang'])
+    mono = (it.groupby(['dataset', 'lang']).group.nunique() >= bs).any()
+    cross = ((it.groupby(['dataset', 'group']).lang.nunique() > 1).groupby(level=0).sum() >= bs).any()
+    return (alpha == 0 or mono) and (alpha == 1 or cross)
+
 def make(items, **kw):
-    try: return HybridBatchSampler(pair_table(items), **kw)
-    except SamplerError: return None
+    "The sampler, or None when it refuses the corpus; either way the oracle must agree (a refusal is checked, not skipped)."
+    ok = feasible(items, kw['batch_size'], kw.get('alpha', 0.5))
+    try: s = HybridBatchSampler(pair_table(items), **kw)
+    except SamplerError as e:
+        assert not ok, f'refused a corpus that can fill its batches: {e}'
+        return None
+    assert ok, 'accepted a corpus that cannot fill its batches'
+    return s
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(corpora(), st.integers(1, 6), st.sampled_from([0.0, 0.25, 0.5, 1.0]), st.integers(0, 3))

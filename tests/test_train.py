@@ -5,7 +5,8 @@ import pytest
 from safetensors.numpy import load_file
 from conftest import needs_data
 from hybrid_xir.core import ModelError
-from hybrid_xir.train import TrainConfig, train, make_tiny_encoder, get_config, pair_dataset, PairSampler
+from hybrid_xir.registry import TrainConfig, get_config
+from hybrid_xir.train import train, make_tiny_encoder, pair_dataset, PairSampler
 from hybrid_xir.sampler import pair_table
 
 @pytest.fixture(scope='module')
@@ -78,7 +79,7 @@ def test_train_notebook_smoke(tmp_path):
     "papermill runs nbs/train.ipynb with injected parameters (a 2-step run of the real e5-small, seed kept apart)."
     import json, papermill as pm
     from conftest import ROOT
-    from hybrid_xir.train import run_dir
+    from hybrid_xir.registry import run_dir
     seed = 987654
     out = tmp_path/'train_out.ipynb'
     try:
@@ -96,7 +97,7 @@ def _ddp_worker(rank, world, port, tiny, out):
     import json, tempfile
     os.environ.update(RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank), LOCAL_WORLD_SIZE=str(world),
                       MASTER_ADDR='127.0.0.1', MASTER_PORT=str(port))
-    from hybrid_xir.train import build_trainer, TrainConfig
+    from hybrid_xir.train import build_trainer
     from hybrid_xir.train_data import training_items
     items, _ = training_items('xquad-r', qa_sets=())
     small = items[items.group.isin(sorted(items.group.unique())[:120])].reset_index(drop=True)
@@ -124,7 +125,7 @@ def test_model_card_records_evaluation(tiny, small_items, tmp_path):
     from hybrid_xir.reports import run_eval
     cfg = TrainConfig(base_model=str(tiny), batch_size=8, max_steps=2, eval_steps=2, max_seq_length=32, val_frac=0.2, patience=0)
     path, _ = train(cfg, small_items, tmp_path/'run')
-    ev = run_eval(str(path), 'mlqa-r', out_dir=str(tmp_path/'rep'), progress=False)
+    ev = run_eval(model=str(path), dataset='mlqa-r', out_dir=str(tmp_path/'rep'), progress=False)
     card = json.loads((path/'hybrid_xir_card.json').read_text())
     assert card['evaluation']['mlqa-r']['multi mAP'] == ev.summary['multi mAP']
     assert card['config']['mode'] == 'hybrid' and card['train_steps'] == 2
@@ -132,7 +133,8 @@ def test_model_card_records_evaluation(tiny, small_items, tmp_path):
 _KILLED_SAVE = '''
 import os, sys, json, pandas as pd
 from transformers import Trainer
-from hybrid_xir.train import TrainConfig, train
+from hybrid_xir.registry import TrainConfig
+from hybrid_xir.train import train
 _orig = Trainer._save_optimizer_and_scheduler
 def _killed(self, output_dir):
     if self.state.global_step >= 4: os._exit(9)      # the process dies with checkpoint-4 half-written (weights, no state)
@@ -158,7 +160,7 @@ def test_resume_skips_a_checkpoint_killed_while_saving(tiny, small_items, tmp_pa
     assert (resumed/'model.safetensors').exists() and left and all((p/'.hybrid_xir_complete').exists() for p in left)
 
 def test_bad_configurations_fail_at_once():
-    from hybrid_xir.train import parse_variant
+    from hybrid_xir.registry import parse_variant
     for bad, msg in [('xx@alpha=1.5', 'alpha must be'), ('hybrid@alpha=abc', "alpha='abc'"), ('hybrid@lr=-1', 'lr must be'),
                      ('hybrid@mode=bogus', 'mode must be one of'), ('hybrid@batch_size=0', 'batch_size must be'),
                      ('hybrid@batch_size=2.5', 'batch_size=2.5'), ('hybrid@max_steps=0', 'max_steps'), ('hybrid@seed=x', "seed='x'")]:
