@@ -11,10 +11,10 @@ __all__ = ['PER_LANGUAGE_METRICS', 'SIG_METRICS', 'COMPARISONS', 'KEYS', 'collec
            'run_reports', 'synthetic_runs']
 
 # %% ../nbs/12_aggregate.ipynb #76e46565
-import json, math
+import json
 from pathlib import Path
 import numpy as np, pandas as pd
-from .core import HybridXirError, DataError, atomic_write, write_text_atomic, write_json_atomic, file_sha256
+from .core import HybridXirError, atomic_write, write_text_atomic, write_json_atomic, file_sha256
 from .reports import SUMMARY_COLS, is_full_eval
 from .registry import MODEL_ORDER
 from .evaluate import EVALUATOR_VERSION
@@ -180,7 +180,7 @@ def format_alpha_table(at):
 
 def plot_alpha(at, path=None):
     "Four panels (mono / cross / multi mAP, rank distance) against α, one line per dataset."
-    import matplotlib; import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt
     cols = list(dict.fromkeys(c for c, _ in at.columns))
     fig, axes = plt.subplots(1, len(cols), figsize=(3.2 * len(cols), 3))
     for ax, c in zip(np.atleast_1d(axes), cols):

@@ -12,8 +12,8 @@ __all__ = ['NLLB_CODES', 'M2M100_CODES', 'OFFLINE_PIVOTS', 'AugmentError', 'Deco
            'benchmark_translator', 'coverage_table', 'run_augment']
 
 # %% ../nbs/09_augment.ipynb #edc2d558
-import json, os, re, shutil, sqlite3, subprocess, time, hashlib, typing
-from dataclasses import dataclass, asdict, replace
+import json, shutil, sqlite3, subprocess, time, hashlib, typing
+from dataclasses import dataclass, asdict
 from pathlib import Path
 import numpy as np, pandas as pd
 from .core import HybridXirError, cache_dir, text_hash, output_dir, write_text_atomic, model_fingerprint

@@ -11,7 +11,7 @@ __all__ = ['BEIR_HUB', 'TATOEBA_LANGS', 'RetrievalData', 'read_jsonl', 'read_qre
 
 # %% ../nbs/10_benchmarks.ipynb #ab08049a
 import gzip, json, os, re, time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 import numpy as np, pandas as pd
 from .core import (DataError, HybridXirError, atomic_write, atomic_dir, cache_dir, write_json_atomic, write_text_atomic,

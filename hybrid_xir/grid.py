@@ -9,8 +9,8 @@ __all__ = ['GRID_KEYS', 'LAREQA', 'load_grid', 'Cell', 'grid_cells', 'execute_no
            'run_cell', 'run_grid', 'grid_wall_time']
 
 # %% ../nbs/11_grid.ipynb #2d7df1cd
-import json, os, time, tomllib, shutil
-from dataclasses import dataclass, field, asdict
+import json, os, time, tomllib
+from dataclasses import dataclass, field
 from pathlib import Path
 from .core import HybridXirError, DataError, write_json_atomic
 from .evaluate import EVALUATOR_VERSION

@@ -9,8 +9,8 @@ __all__ = ['LAREQA', 'MODEL_HELP', 'param', 'Params', 'as_params', 'EvalParams',
            'RetrievalParams', 'ReportsParams', 'add_arguments', 'parameters_cell']
 
 # %% ../nbs/07c_params.ipynb #9d79cdf8
-import argparse, os, textwrap, typing, types
-from dataclasses import dataclass, field, fields, replace, MISSING
+import argparse, os, textwrap, typing
+from dataclasses import dataclass, field, fields, replace
 from .core import HybridXirError, ModelError, check_int
 from .data import check_langs
 from .registry import CONFIGS, check_model_name, get_config, is_trained_name

@@ -11,10 +11,10 @@ __all__ = ['CPU', 'CONFIGS', 'NAME_NEUTRAL', 'MODELS', 'MODEL_ORDER', 'TrainConf
 
 # %% ../nbs/07b_registry.ipynb #bc2f1588
 import json, os, re
-from dataclasses import dataclass, field, asdict, replace
+from dataclasses import dataclass, asdict, replace
 from pathlib import Path
 from .core import ModelError, cache_dir, text_hash
-from .encode import ModelSpec, EMBEDDED, model_spec, is_hub_id
+from .encode import model_spec, is_hub_id
 
 # %% ../nbs/07b_registry.ipynb #cdc773ce
 @dataclass

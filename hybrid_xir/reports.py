@@ -10,17 +10,17 @@ __all__ = ['SUMMARY_COLS', 'README_START', 'README_END', 'summary_frame', 'forma
            'collect_summaries', 'stale_evaluations', 'training_note', 'results_block', 'update_readme']
 
 # %% ../nbs/04_reports.ipynb #cfc5d602
-import os, json, time
+import json, time
 from pathlib import Path
 import numpy as np, pandas as pd
-from .core import (HybridXirError, atomic_write, atomic_dir, write_json_atomic, write_text_atomic, check_int,
+from .core import (HybridXirError, atomic_write, atomic_dir, write_json_atomic, write_text_atomic,
                              output_dir, peak_rss_mb)
 from .data import load_lareqa, DATASETS
 from .encode import Encoder
 from .registry import resolve_model, MODEL_ORDER
 from .params import EvalParams, as_params
 from .benchmarks import collect_retrieval
-from .evaluate import evaluate_lareqa, write_trec_run, write_trec_qrels, LareqaEval, EVALUATOR_VERSION
+from .evaluate import evaluate_lareqa, write_trec_run, write_trec_qrels, EVALUATOR_VERSION
 
 # %% ../nbs/04_reports.ipynb #1599a4b5
 SUMMARY_COLS = ['mono mAP', 'mono R@1', 'cross mAP', 'cross R@1', 'multi mAP', 'multi R@10', 'rank dist']
@@ -75,7 +75,7 @@ def plot_rank_distance(ev, ax=None, title=None):
 # %% ../nbs/04_reports.ipynb #cbfe71df
 def save_eval(ev, out_dir, per_query=True):
     "Write `ev`'s metrics JSON, tables (CSV + Markdown), figures (PNG) and per-query Parquet into `out_dir`."
-    import matplotlib; import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt
     out = Path(out_dir); out.mkdir(parents=True, exist_ok=True)
     write_json_atomic(ev.to_json(), out/'metrics.json')
     tables = {'summary': format_table(summary_frame(ev)), 'per_language': format_table(ev.per_language),

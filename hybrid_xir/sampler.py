@@ -8,7 +8,6 @@ Docs: https://hybrid-xir.github.io/hybrid_xir/sampler.html.md"""
 __all__ = ['SamplerError', 'pair_table', 'HybridBatchSampler']
 
 # %% ../nbs/06_sampler.ipynb #22d87057
-import math
 import numpy as np, pandas as pd
 from .core import HybridXirError
 

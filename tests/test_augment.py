@@ -234,6 +234,7 @@ def test_benchmark_translator_reports_cold_and_warm():
 
 # ---------------------------------------------------------------- run_augment with a hub-architecture translator
 
+@pytest.mark.slow
 @pytest.mark.skipif(not __import__('conftest')._has_data(), reason='LAReQA data not found')
 @pytest.mark.parametrize('arch', ['nllb', 'm2m', 'marian'])
 def test_run_augment_with_a_seq2seq_translator(arch, request, tmp_path, monkeypatch):

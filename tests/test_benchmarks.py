@@ -94,6 +94,7 @@ def test_corpus_shards_resume_and_approximate_search(tmp_path):
     assert abs(approx['nDCG@10'] - summ['nDCG@10']) < 1e-6                  # 50 docs: HNSW is exact here
     with pytest.raises(Exception, match="index must be"): evaluate_retrieval(FakeEncoder(), d, root=tmp_path/'a', index='lsh', progress=False)
 
+@pytest.mark.slow
 def test_search_memory_is_bounded_on_a_million_vectors(tmp_path):
     "1M random unit vectors (256 MB) as a corpus: streaming search allocates a small fraction of it."
     rng = np.random.default_rng(0)

@@ -88,6 +88,7 @@ def test_resolving_a_trained_name_never_trains():
 def test_hub_model_offline_is_clear():
     with pytest.raises(ModelError, match='could not load model'): Encoder('sentence-transformers/LaBSE', progress=False)
 
+@pytest.mark.slow
 def test_encoder_matches_sentence_transformers(encoder):
     texts = SENTS + ['a much longer passage ' * 40]
     ours = encoder._embed(['passage: ' + t for t in texts])
@@ -125,6 +126,7 @@ def test_truncated_shard_is_rebuilt(tmp_path):
     with pytest.warns(UserWarning): c2 = EmbeddingCache(tmp_path)
     assert len(c2) == 0
 
+@pytest.mark.slow
 def test_corrupt_conversion_is_detected_and_rebuilt(e5_dir, tmp_path):
     from hybrid_xir.encode import conversion_intact
     dest = tmp_path/'e5'

@@ -78,6 +78,7 @@ def test_block_size_does_not_change_results():
     b = evaluate_embeddings(data, Qe, Ce, block_elems=37)
     pd.testing.assert_frame_equal(a, b)
 
+@pytest.mark.slow
 def test_memory_is_bounded_for_large_pools():
     rng = np.random.default_rng(0)
     nq, nc, d = 64, 400_000, 8
@@ -93,6 +94,7 @@ def test_memory_is_bounded_for_large_pools():
     srel = np.take_along_axis(S, rel[:3], 1)
     assert counts[:3].sum(2).tolist() == [[int((S[i] > srel[i, j]).sum()) for j in range(2)] for i in range(3)]
 
+@pytest.mark.slow
 @needs_data
 def test_settings_on_real_data(xquad, mlqa):
     for data, n_pairs in [(xquad, 110), (mlqa, 42)]:
@@ -199,6 +201,7 @@ def test_non_finite_embeddings_are_refused():
     with pytest.raises(ModelError, match='non-finite'):
         evaluate_embeddings(data, Qe, Ce)
 
+@pytest.mark.slow
 @needs_data
 def test_constant_model_on_real_data_is_at_chance(mlqa):
     # the defect this guards: a constant-embedding model scored mono mAP 100% and multilingual mAP up to 250%

@@ -52,6 +52,7 @@ def test_macro_weights_reproduce_evaluator_summary():
     m = pq[pq.setting == 'multi']
     assert np.isclose((macro_weights(m) * m.rank_dist).sum(), summ['rank dist'], atol=1e-6)
 
+@pytest.mark.slow
 @needs_data
 @pytest.mark.timeout(1500)
 def test_tiny_grid_runs_resumes_and_reproduces(tmp_path):

@@ -20,21 +20,7 @@ def test_nbdev_config_keeps_tags():
     cfg = tomllib.loads((ROOT/'pyproject.toml').read_text())['tool']['nbdev']
     assert 'tags' in cfg['allowed_cell_metadata_keys']
 
-def test_clean_keeps_parameters_tag(tmp_path):
-    "nbdev-clean on a copy of the project must not strip papermill's tag."
-    shutil.copytree(ROOT/'nbs', tmp_path/'nbs'); shutil.copy(ROOT/'pyproject.toml', tmp_path)
-    subprocess.run(['nbdev-clean'], cwd=tmp_path, check=True, capture_output=True)
-    cells = json.loads((tmp_path/'nbs'/'eval.ipynb').read_text())['cells']
-    assert any('parameters' in c.get('metadata', {}).get('tags', []) for c in cells)
-
-def test_package_in_sync_with_notebooks(tmp_path):
-    "Exporting the notebooks again reproduces the committed package exactly."
-    for d in ('nbs', 'hybrid_xir'): shutil.copytree(ROOT/d, tmp_path/d)
-    shutil.copy(ROOT/'pyproject.toml', tmp_path)
-    subprocess.run(['nbdev-export'], cwd=tmp_path, check=True, capture_output=True)
-    for f in (ROOT/'hybrid_xir').glob('*.py'):
-        assert (tmp_path/'hybrid_xir'/f.name).read_text() == f.read_text(), f'{f.name} is out of sync with nbs/: run nbdev-export'
-
+@pytest.mark.slow
 @needs_data
 def test_papermill_eval_smoke(tmp_path):
     import papermill as pm
@@ -54,6 +40,7 @@ def _cli(*args):
     return subprocess.run([sys.executable, '-c', code, *args], capture_output=True, text=True, cwd=ROOT,
                           env=dict(os.environ))
 
+@pytest.mark.slow
 @needs_data
 def test_cli_eval(tmp_path):
     r = _cli('eval', '--dataset', 'xquad-r', '--limit', '8', '--out-dir', str(tmp_path), '--no-progress', '--trec', '--k-ap', '20')
@@ -92,6 +79,7 @@ def test_cli_bad_parameters_fail_before_any_work(args, msg, tmp_path, capsys, mo
     assert re.search(msg, err) and err.count('\n') == 1 and 'training it now' not in err, err
     assert time.time() - t < 5 and not (tmp_path/'out').exists() and set(cache_dir('runs').iterdir()) == runs
 
+@pytest.mark.slow
 @needs_data
 def test_cli_interrupt_is_one_line(tmp_path):
     "Ctrl-C (SIGINT) during an evaluation ends with one line saying what was kept, exit status 130, and no results folder."
@@ -113,6 +101,7 @@ def test_cli_interrupt_is_one_line(tmp_path):
     from hybrid_xir.encode import conversion_intact
     assert conversion_intact(model)        # the conversion finished before the interrupt and stays usable
 
+@pytest.mark.slow
 @needs_data
 def test_papermill_bad_parameter_is_one_clear_error(tmp_path):
     import papermill as pm
@@ -166,6 +155,7 @@ def test_cli_options_are_generated_from_the_dataclasses():
         assert cls.from_namespace(a) == cls(), cmd
         assert {f.name for f in fields(cls)} <= set(vars(a)), cmd
 
+@pytest.mark.slow
 def test_library_notebooks_execute():
     "Every library notebook runs top to bottom (its examples and asserts); experiment notebooks (front matter `skip_exec: true`) are run above."
     r = subprocess.run(['nbdev-test'], cwd=ROOT,

@@ -146,6 +146,7 @@ def _worker(rank, world, port, q):
     if rank == 0: q.put(allp)
     dist.destroy_process_group()
 
+@pytest.mark.slow
 def test_two_processes_gloo():
     import torch.multiprocessing as mp
     ctx = mp.get_context('spawn'); q = ctx.Queue()

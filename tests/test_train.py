@@ -30,6 +30,7 @@ class StopAt(TrainerCallback):
         if state.global_step >= self.step: control.should_training_stop = True
         return control
 
+@pytest.mark.slow
 @needs_data
 def test_resume_gives_the_same_model(tiny, small_items, tmp_path):
     cfg = TrainConfig(base_model=str(tiny), batch_size=8, max_steps=6, eval_steps=3, max_seq_length=48, val_frac=0.2,
@@ -45,6 +46,7 @@ def test_resume_gives_the_same_model(tiny, small_items, tmp_path):
     init = _weights(tiny)
     assert any(not np.allclose(init[k], a[k]) for k in a if k in init)
 
+@pytest.mark.slow
 @needs_data
 def test_frozen_embeddings_stay_put(tiny, small_items, tmp_path):
     cfg = TrainConfig(base_model=str(tiny), batch_size=8, max_steps=2, eval_steps=2, max_seq_length=48, val_frac=0.2,
@@ -74,6 +76,7 @@ def test_configs():
     import pickle
     assert pickle.loads(pickle.dumps(PairSampler([], 'hybrid', 0.5, 0))).tables == {}
 
+@pytest.mark.slow
 @needs_data
 def test_train_notebook_smoke(tmp_path):
     "papermill runs nbs/train.ipynb with injected parameters (a 2-step run of the real e5-small, seed kept apart)."
@@ -105,6 +108,7 @@ def _ddp_worker(rank, world, port, tiny, out):
     tr = build_trainer(cfg, small, tempfile.mkdtemp(), timing_only=True)
     Path(out, f'{rank}.json').write_text(json.dumps([list(b) for b in tr.get_train_dataloader().batch_sampler][:6]))
 
+@pytest.mark.slow
 @needs_data
 def test_two_processes_split_each_global_batch(tiny, small_items, tmp_path):
     "Under torch.distributed (gloo, 2 CPU processes) each rank gets half of every global batch of the 1-process run."
@@ -119,6 +123,7 @@ def test_two_processes_split_each_global_batch(tiny, small_items, tmp_path):
     assert len(r0) == len(r1) == len(single) == 6
     for a, b, g in zip(r0, r1, single): assert len(a) == len(b) == 4 and a + b == g
 
+@pytest.mark.slow
 @needs_data
 def test_model_card_records_evaluation(tiny, small_items, tmp_path):
     import json
@@ -143,6 +148,7 @@ Trainer._save_optimizer_and_scheduler = _killed
 train(TrainConfig(**json.loads(sys.argv[2])), pd.read_pickle(sys.argv[1]), sys.argv[3])
 '''
 
+@pytest.mark.slow
 @needs_data
 def test_resume_skips_a_checkpoint_killed_while_saving(tiny, small_items, tmp_path):
     import json, subprocess, sys
