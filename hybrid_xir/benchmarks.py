@@ -18,7 +18,8 @@ from .core import (DataError, HybridXirError, atomic_write, atomic_dir, cache_di
                              output_dir, peak_rss_mb)
 from .evaluate import search_topk
 from .encode import Encoder
-from .registry import resolve_model, check_model_name, is_trained_name, MODEL_ORDER
+from .registry import resolve_model, is_trained_name, MODEL_ORDER
+from .params import RetrievalParams, as_params
 
 @dataclass
 class RetrievalData:
@@ -296,16 +297,17 @@ def load_benchmark(dataset, data_dir=None, split='test'):
     raise DataError(f"unknown benchmark {dataset!r}: use scifact, tatoeba, a BEIR directory, beir:<name>, beir-pl:<name>, "
                     f"beir-nl:<name> or miracl:<lang>")
 
-def run_retrieval_eval(model='pretrained', dataset='scifact', trained_for='xquad-r', data_dir=None, split='test',
-                       k=100, index='flat', chunk=4096, join=' ', max_length=512, out_dir=None, progress=True):
-    "Evaluate `model` on a retrieval benchmark or Tatoeba; writes metrics.json (and per-query / run files); returns a dict."
-    check_model_name(model)           # an unknown model name fails before any work
-    data = load_benchmark(dataset, data_dir, split)
+def run_retrieval_eval(params=None, /, **kwargs):
+    """Evaluate a model on a retrieval benchmark or Tatoeba (`RetrievalParams`, or its fields as keywords); writes
+    metrics.json (and per-query / run files); returns a dict. A trained name must be trained already (`ensure_trained`)."""
+    p = as_params(RetrievalParams, params, **kwargs)      # an unknown model name or a bad value fails before any work
+    model, dataset, trained_for, k, index, chunk, max_length = p.model, p.dataset, p.trained_for, p.k, p.index, p.chunk, p.max_length
+    data = load_benchmark(dataset, p.data_dir, p.split)
     t0 = time.time()
-    enc = Encoder(resolve_model(model, trained_for), progress=progress)
+    enc = Encoder(resolve_model(model, trained_for), progress=p.progress)
     name = Path(str(dataset)).name if Path(str(dataset)).is_dir() else str(dataset).replace(':', '-').replace('/', '__')
     mname = Path(str(model)).name if Path(str(model)).exists() else str(model).replace('/', '__')
-    out = Path(out_dir if out_dir is not None else output_dir('retrieval'))/mname/name
+    out = Path(p.out_dir if p.out_dir is not None else output_dir('retrieval'))/mname/name
     res = dict(model=model, dataset=str(dataset), trained_for=trained_for if is_trained_name(model) else None)
     with atomic_dir(out) as tmp:
         if dataset == 'tatoeba':
@@ -314,9 +316,9 @@ def run_retrieval_eval(model='pretrained', dataset='scifact', trained_for='xquad
             res |= dict(summary={'xx→en': float(acc.loc['mean', 'xx→en']), 'en→xx': float(acc.loc['mean', 'en→xx'])},
                         per_language=acc.drop(index='mean').round(2).to_dict('index'))
         else:
-            per, summ, tim = evaluate_retrieval(enc, data, k, index, chunk, join, max_length, progress=progress, trec_path=tmp/'run.trec')
+            per, summ, tim = evaluate_retrieval(enc, data, k, index, chunk, ' ', max_length, progress=p.progress, trec_path=tmp/'run.trec')
             write_text_atomic(per.to_csv(index=False, float_format='%.6f'), tmp/'per_query.csv')
-            res |= dict(summary=summ, timings=tim, index=index, k=k, max_length=min(max_length, enc.max_seq_length), split=split)
+            res |= dict(summary=summ, timings=tim, index=index, k=k, max_length=min(max_length, enc.max_seq_length), split=p.split)
         res.setdefault('timings', {}).update(total_s=time.time() - t0, peak_rss_mb=peak_rss_mb())
         write_json_atomic(res, tmp/'metrics.json')
     return res

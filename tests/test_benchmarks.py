@@ -126,3 +126,20 @@ def test_tatoeba(tmp_path):
     (t/'tatoeba.deu-eng.eng').write_text('one\ntwo\n')
     with pytest.raises(DataError, match='line-aligned'): load_tatoeba(tmp_path, langs=['de'])
     with pytest.raises(DataError, match='missing'): load_tatoeba(tmp_path, langs=['ar'])
+
+def test_run_retrieval_eval_end_to_end(tmp_path):
+    "The call behind nbs/eval_retrieval.ipynb and `hybrid-xir retrieval`: a local model on a BEIR directory, results folder and errors."
+    import json
+    from hybrid_xir.benchmarks import run_retrieval_eval
+    from hybrid_xir.params import RetrievalParams
+    from hybrid_xir.train import make_tiny_encoder
+    from hybrid_xir.core import HybridXirError
+    from hybrid_xir.registry import NotTrainedError
+    tiny = make_tiny_encoder(tmp_path/'tiny')
+    r = run_retrieval_eval(RetrievalParams(model=str(tiny), dataset=str(_beir(tmp_path/'fix')), k=10, out_dir=str(tmp_path/'out'), progress=False))
+    m = json.loads((tmp_path/'out'/'tiny'/'fix'/'metrics.json').read_text())
+    assert m['summary'] == r['summary'] and 0 <= m['summary']['nDCG@10'] <= 100 and m['k'] == 10 and m['trained_for'] is None
+    with pytest.raises(HybridXirError, match='index must be one of'): run_retrieval_eval(model=str(tiny), index='lsh')
+    with pytest.raises(NotTrainedError, match='not trained yet'):
+        run_retrieval_eval(model='hybrid@seed=987654', dataset=str(tmp_path/'fix'), out_dir=str(tmp_path/'out2'), progress=False)
+    assert not (tmp_path/'out2').exists()
