@@ -20,6 +20,7 @@ from .registry import MODEL_ORDER
 from .evaluate import EVALUATOR_VERSION
 from .grid import load_grid, grid_cells, cell_done, cell_stale, cell_params, grid_wall_time, run_grid
 from .params import ReportsParams, as_params
+from .paper import load_paper, paper_summary, beside_paper, with_paper_claims
 
 # %% ../nbs/12_aggregate.ipynb #4b514f64
 def collect_runs(grid_file='reports/grid.toml', root='reports/runs'):
@@ -312,7 +313,17 @@ def write_reports(grid_file='reports/grid.toml', root='reports/runs', tables='re
             fa = format_alpha_table(at)   # α as given (0.25 stays 0.25), metrics to one decimal like the main table
             _write_table(flat.reset_index(), tables/'alpha_sweep', ['g' if c == 'alpha' else '.1f' for c in fa.columns], md=fa)
             plot_alpha(at, figures/'alpha_sweep.png')
-        out['claims'] = claims_table(runs, long, sig); _write_table(out['claims'], tables/'claims')
+        out['claims'] = claims_table(runs, long, sig)
+        paper_root = tables.parent/'paper'              # the paper's own numbers, beside ours (see 13_paper), when present
+        if paper_root.exists():
+            paper = load_paper(paper_root)
+            out['paper_summary'] = paper_summary(paper); _write_table(out['paper_summary'], tables/'paper_summary')
+            out['per_language_vs_paper'] = {}
+            for (ds, k), t in pl.items():
+                b = beside_paper((1 if 'rank' in k else 100) * t, paper, ds, k); out['per_language_vs_paper'][(ds, k)] = b
+                _write_table(b.round(6), tables/f"per_language_{ds}_{k.replace(' ', '_')}_vs_paper", index=True)
+            out['claims'] = with_paper_claims(out['claims'], paper)
+        _write_table(out['claims'], tables/'claims')
     ret = runs[runs.kind == 'retrieval']
     if len(ret):
         cols = [c for c in ('nDCG@10', 'R@100', 'MRR@10', 'AP', 'xx→en', 'en→xx') if c in ret.columns]

@@ -229,8 +229,13 @@ def results_block(root='reports/eval'):
     if (tables/'main.md').exists():
         out += ('The experiment grid (`reports/grid.toml`, run by `hybrid-xir reports`): mean ± std over seeds. Paired '
                 'randomisation tests: `reports/tables/significance.md`; per-language tables beside it.\n\n' + (tables/'main.md').read_text())
+        if (tables/'paper_summary.md').exists():
+            out += ('\n**The paper\'s own numbers**, for comparison only (its Tables 1–2: XLM-R and LaBSE fine-tuned on the paper\'s '
+                    'training data, one run each; `reports/paper/`, per-language tables beside ours in '
+                    '`reports/tables/per_language_*_vs_paper.md`):\n\n' + (tables/'paper_summary.md').read_text())
         if (tables/'claims.md').exists():
-            out += '\nClaims, decided by the grid\'s numbers (`reports/tables/claims.md`):\n\n' + (tables/'claims.md').read_text()
+            out += ('\nClaims, decided by the grid\'s numbers, with the paper\'s verdict by the same rule on its own numbers '
+                    '(`reports/tables/claims.md`):\n\n' + (tables/'claims.md').read_text())
         if (figures/'alpha_sweep.png').exists(): out += '\n![α sweep: mAP and rank distance against α](reports/figures/alpha_sweep.png)\n'
         if (tables/'alpha_sweep.md').exists():
             out += ('\nThe α sweep (the hybrid sampler with P(monolingual batch) = α, seeds in the `seeds` column: α = 0 draws only cross-lingual '
