@@ -81,24 +81,21 @@ def paper_evidence(paper):
     paper's Tables 1-2 for each (backbone, dataset): 'supported' when it holds for all four, 'not supported' for none,
     'mixed (k of 4)' otherwise. Claims the paper cannot speak to say why."""
     combos = [(b, d) for b in ('XLM-R', 'LaBSE') for d in ('xquad-r', 'mlqa-r')]
+    mean3 = 'mean of mono/cross/multi mAP'
+    def value(b, d, s, col):
+        if col == mean3: return np.mean([_paper_value(paper, d, b, s, c) for c in ('mono mAP', 'cross mAP', 'multi mAP')])
+        return _paper_value(paper, d, b, s, col)
     fmt = lambda v, col: f"{v:.1f}" if col == 'rank dist' else f"{100 * v:.1f}"
     def decide(test, col, samplings=SAMPLING_ORDER):
         hits, ev = 0, []
         for b, d in combos:
-            vals = {s: _paper_value(paper, d, b, s, col) for s in samplings}
+            vals = {s: value(b, d, s, col) for s in samplings}
             hits += bool(test(vals))
             ev.append(f"{b} {d}: " + ', '.join(f"{s} {fmt(v, col)}" for s, v in vals.items()))
         verdict = 'supported' if hits == len(combos) else 'not supported' if hits == 0 else f'mixed ({hits} of {len(combos)})'
         return verdict, f"{col}; " + '; '.join(ev)
     best = lambda s: (lambda v: max(v, key=v.get) == s)
-    def mean3(b, d, s): return np.mean([_paper_value(paper, d, b, s, c) for c in ('mono mAP', 'cross mAP', 'multi mAP')])
-    hits, ev = 0, []
-    for b, d in combos:
-        v = {s: mean3(b, d, s) for s in SAMPLING_ORDER}
-        hits += v['hybrid'] > max(v['X-X-mono'], v['X-Y'])
-        ev.append(f"{b} {d}: " + ', '.join(f"{s} {100 * x:.1f}" for s, x in v.items()))
-    both = ('supported' if hits == 4 else 'not supported' if hits == 0 else f'mixed ({hits} of 4)',
-            'mean of mono/cross/multi mAP; ' + '; '.join(ev))
+    both = decide(lambda v: v['hybrid'] > max(v['X-X-mono'], v['X-Y']), mean3)
     na = 'not reported'
     return {
         'X-X-mono training is best in monolingual retrieval': decide(best('X-X-mono'), 'mono mAP'),
