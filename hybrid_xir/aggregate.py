@@ -11,10 +11,10 @@ __all__ = ['PER_LANGUAGE_METRICS', 'SIG_METRICS', 'COMPARISONS', 'KEYS', 'collec
            'run_reports', 'synthetic_runs']
 
 # %% ../nbs/12_aggregate.ipynb #76e46565
-import json
+import json, os
 from pathlib import Path
 import numpy as np, pandas as pd
-from .core import HybridXirError, atomic_write, write_text_atomic, write_json_atomic, file_sha256
+from .core import HybridXirError, HUB_MIRROR_ENV, atomic_write, write_text_atomic, write_json_atomic, file_sha256
 from .reports import SUMMARY_COLS, is_full_eval
 from .registry import MODEL_ORDER
 from .evaluate import EVALUATOR_VERSION
@@ -338,11 +338,15 @@ def run_reports(params=None, /, **kwargs):
     `aggregate_only`, then rebuild the tables and figures. Returns dict(ran, skipped, reports), `reports` being
     `write_reports`' tables (None for a dry run, which runs and writes nothing)."""
     p = as_params(ReportsParams, params, **kwargs)
+    if p.hub_mirror:       # every hub access of this process and of the notebooks it runs goes to the mirror
+        if not Path(p.hub_mirror).is_dir(): raise HybridXirError(f"hub mirror {p.hub_mirror} is not a directory")
+        os.environ[HUB_MIRROR_ENV] = str(Path(p.hub_mirror).resolve())
+    grid = load_grid(p.grid, p.override)
     ran, skipped = [], []
     if not p.aggregate_only:
-        ran, skipped = run_grid(p.grid, p.root, p.only.split(',') if p.only else None, dry_run=p.dry_run)
+        ran, skipped = run_grid(grid, p.root, p.only.split(',') if p.only else None, dry_run=p.dry_run)
     if p.dry_run: return dict(ran=ran, skipped=skipped, reports=None)
-    return dict(ran=ran, skipped=skipped, reports=write_reports(p.grid, p.root, p.tables, p.figures, n_perm=p.n_perm))
+    return dict(ran=ran, skipped=skipped, reports=write_reports(grid, p.root, p.tables, p.figures, n_perm=p.n_perm))
 
 
 # %% ../nbs/12_aggregate.ipynb #deeac2c9

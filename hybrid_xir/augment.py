@@ -9,17 +9,15 @@ __all__ = ['NLLB_CODES', 'M2M100_CODES', 'OFFLINE_PIVOTS', 'AugmentError', 'Deco
            'HFSeq2SeqTranslator', 'FastTranslateTranslator', 'ApertiumTranslator', 'available_translators',
            'pick_translator', 'translators_for', 'TranslationCache', 'translate_cached', 'is_degenerate',
            'edit_distance', 'filter_reason', 'bt_routes', 'back_translate', 'translate_train', 'augment_items',
-           'benchmark_translator', 'coverage_table', 'run_augment']
+           'benchmark_translator']
 
 # %% ../nbs/09_augment.ipynb #edc2d558
 import json, shutil, sqlite3, subprocess, time, hashlib, typing
 from dataclasses import dataclass, asdict
 from pathlib import Path
 import numpy as np, pandas as pd
-from .core import HybridXirError, cache_dir, text_hash, output_dir, write_text_atomic, model_fingerprint
-from .train_data import training_items, normalize_text
-from .registry import get_config
-from .params import AugmentParams, as_params
+from .core import HybridXirError, hub_local, cache_dir, text_hash, model_fingerprint
+from .train_data import normalize_text
 
 class AugmentError(HybridXirError, ValueError):
     "Unsupported language pairs, backends that are not installed, bad decoding settings, empty texts."
@@ -95,11 +93,17 @@ def _check_texts(texts):
     if bad: raise AugmentError(f"cannot translate empty text (positions {bad[:5]}{'...' if len(bad) > 5 else ''})")
     return texts
 
+def _mirrored(model):
+    "A hub id's directory in the local hub mirror when one is set (`hybrid_xir.core.hub_local`); anything else unchanged."
+    if not isinstance(model, str) or '{src}' in model or Path(model).is_dir(): return model
+    local = hub_local(model, 'model')
+    return str(local) if local is not None else model
+
 class HFSeq2SeqTranslator:
     """MarianMT / NLLB / M2M100 through `generate()`. `model`: a hub id or local directory; for Marian, a template with
     `{src}` and `{tgt}` or a dict {(src, tgt): model}. `family` is inferred from the model when not given."""
     def __init__(self, model='facebook/nllb-200-distilled-600M', family=None, revision=None, device=None, batch_size=16):
-        self.model, self.revision, self.batch_size = model, revision, batch_size
+        self.model, self.revision, self.batch_size = _mirrored(model), revision, batch_size
         self.device = device
         self._loaded = {}
         self.family = family or self._infer_family()
@@ -130,7 +134,7 @@ class HFSeq2SeqTranslator:
         if isinstance(self.model, dict):
             if (src, tgt) not in self.model: raise AugmentError(f"no Marian model for {src}->{tgt}; have {sorted(self.model)}")
             return self.model[(src, tgt)]
-        return self.model.format(src=src, tgt=tgt)
+        return _mirrored(self.model.format(src=src, tgt=tgt))
 
     @property
     def pairs(self):
@@ -452,47 +456,3 @@ def benchmark_translator(translator, texts, src, tgt, decoding=Decoding('greedy'
     n = len(set(texts))
     return dict(translator=translator.ident, pair=f'{src}->{tgt}', sentences=n, cold_s=cold, warm_s=warm,
                 cold_sent_per_s=n / cold, warm_sent_per_s=n / warm)
-
-# %% ../nbs/09_augment.ipynb #c6ca1b34
-def coverage_table(items, routes, missing):
-    "Per training language: items, whether it gets back-translation, pivot and backends."
-    n = items[items.get('origin', pd.Series('original', index=items.index)) == 'original'].groupby('lang').size()
-    rows = [dict(lang=l, items=int(n.get(l, 0)), back_translated=l in routes, pivot=routes[l][0] if l in routes else '',
-                 forward=routes[l][1].ident if l in routes else '', backward=routes[l][2].ident if l in routes else '')
-            for l in sorted(set(n.index) | set(routes) | set(missing))]
-    return pd.DataFrame(rows).set_index('lang')
-
-def run_augment(params=None, /, *, translators=None, **kwargs):
-    """Augment the training set of a configuration for a dataset (`AugmentParams`, or its fields as keywords) and write
-    the report files under `out_dir/<dataset>/`; returns them as a dict. The translators: `translators` when given
-    (`Translator` objects), else the params' `translator`, else the configuration's (None: the offline ones)."""
-    p = as_params(AugmentParams, params, **kwargs)
-    cfg = get_config(p.model, eval_dataset=p.dataset)
-    items, _ = training_items(p.dataset, cfg.data_dir, cfg.max_negatives, cfg.qa_sets)
-    if p.limit: items = items.groupby('lang', sort=False).head(p.limit).reset_index(drop=True)
-    pivots = {}
-    for l, piv in cfg.bt_pivots: pivots.setdefault(l, []).append(piv)
-    translators = translators_for(translators if translators is not None else p.translator or cfg.translator)
-    routes, missing = bt_routes(sorted(items.lang.unique()), pivots, translators)
-    aug, rep, _ = augment_items(items, pivots, translators, progress=p.progress)
-    cov = coverage_table(items, routes, missing)
-    new = aug[aug.origin != 'original']
-    src = items.set_index(['dataset', 'group', 'lang'])['query']
-    ex = new.assign(source=[src.get((d, g, l), '') for d, g, l in zip(new.dataset, new.group, new.lang)])
-    ex = ex.sample(min(p.n_examples, len(ex)), random_state=p.seed)[['lang', 'origin', 'source', 'query']] if len(ex) else ex
-    bench = []
-    rng = np.random.default_rng(p.seed)
-    # throughput of each direction the routes use: source-language questions out, their (cached) translations back
-    for lang, (piv, fwd, bwd) in sorted(routes.items()):
-        out_texts = items[items.lang == lang]['query'].tolist()
-        out_texts = [out_texts[i] for i in rng.permutation(len(out_texts))[:p.bench_sentences]]
-        if not out_texts: continue
-        back_texts = [v[0] for v in translate_cached(fwd, out_texts, lang, piv, Decoding('greedy'), progress=False)]
-        bench.append(benchmark_translator(fwd, out_texts, lang, piv))
-        bench.append(benchmark_translator(bwd, [t for t in back_texts if t.strip()] or out_texts, piv, lang))
-    bench = pd.DataFrame(bench)
-    out = Path(p.out_dir if p.out_dir is not None else output_dir('augment'))/p.dataset
-    for fname, df, idx in [('report.csv', rep, False), ('coverage.csv', cov, True), ('examples.csv', ex, False), ('throughput.csv', bench, False)]:
-        write_text_atomic(df.to_csv(index=idx), out/fname)
-    return dict(report=rep, coverage=cov, examples=ex, throughput=bench, items=len(items), augmented=len(aug))
-

@@ -14,11 +14,11 @@ import gzip, json, os, re, time
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np, pandas as pd
-from .core import (DataError, HybridXirError, atomic_write, atomic_dir, cache_dir, write_json_atomic, write_text_atomic,
+from .core import (DataError, HybridXirError, hub_snapshot, atomic_write, atomic_dir, cache_dir, write_json_atomic, write_text_atomic,
                              output_dir, peak_rss_mb)
 from .evaluate import search_topk
 from .encode import Encoder
-from .registry import resolve_model, is_trained_name, MODEL_ORDER
+from .registry import resolve_model, is_trained_name, dir_name, MODEL_ORDER
 from .params import RetrievalParams, as_params
 
 @dataclass
@@ -104,9 +104,7 @@ def _snapshot(repo, root=None, revision=None, patterns=('*.jsonl', '*.jsonl.gz',
         p = Path(root)/repo
         if not p.is_dir(): raise DataError(f"{p}: missing (expected a local copy of {repo})")
         return p
-    from huggingface_hub import snapshot_download
-    try: return Path(snapshot_download(repo, repo_type='dataset', revision=revision, allow_patterns=list(patterns)))
-    except Exception as e: raise DataError(f"cannot fetch the hub dataset {repo!r}: {type(e).__name__}: {e}") from None
+    return hub_snapshot(repo, patterns, revision)
 
 def load_beir_hub(name, family='beir', split='test', revision=None, root=None):
     "A BEIR-family dataset from the hub (`family` in BEIR_HUB: 'beir', 'beir-pl', 'beir-nl')."
@@ -306,7 +304,7 @@ def run_retrieval_eval(params=None, /, **kwargs):
     t0 = time.time()
     enc = Encoder(resolve_model(model, trained_for), progress=p.progress)
     name = Path(str(dataset)).name if Path(str(dataset)).is_dir() else str(dataset).replace(':', '-').replace('/', '__')
-    mname = Path(str(model)).name if Path(str(model)).exists() else str(model).replace('/', '__')
+    mname = Path(str(model)).name if Path(str(model)).exists() else dir_name(model)
     out = Path(p.out_dir if p.out_dir is not None else output_dir('retrieval'))/mname/name
     res = dict(model=model, dataset=str(dataset), trained_for=trained_for if is_trained_name(model) else None)
     with atomic_dir(out) as tmp:

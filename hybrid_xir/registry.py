@@ -6,8 +6,8 @@ Docs: https://hybrid-xir.github.io/hybrid_xir/registry.html.md"""
 
 # %% auto #0
 __all__ = ['CPU', 'CONFIGS', 'NAME_NEUTRAL', 'MODELS', 'MODEL_ORDER', 'TrainConfig', 'get_config', 'parse_variant',
-           'variant_name', 'split_variant', 'run_dir', 'NotTrainedError', 'is_trained_name', 'check_model_name',
-           'trained_model_dir', 'resolve_model']
+           'variant_name', 'split_variant', 'dir_name', 'run_dir', 'NotTrainedError', 'is_trained_name',
+           'check_model_name', 'trained_model_dir', 'resolve_model']
 
 # %% ../nbs/07b_registry.ipynb #bc2f1588
 import json, os, re
@@ -46,6 +46,20 @@ class TrainConfig:
     qa_sets: tuple = ('arcd', 'cmrc2018', 'iapp_th')   # monolingual QA sets trained on beside the other LAReQA set
     bt_pivots: tuple = ()                  # back-translation: ((lang, pivot), ...); () for none
     translator: str | None = None          # back-translation backend: None for the offline ones, or a HF seq2seq model id / directory
+    bt_every_lang: bool = False            # back-translate every training language through its pivot in PAPER_BT_PIVOTS (with an NLLB translator)
+    query_prefix: str | None = None        # None: the backbone's own (E5: 'query: '); the paper: 'Query: '
+    passage_prefix: str | None = None
+    # the training data: 'lareqa' (offline: the other LAReQA set + qa_sets) or 'paper' (the paper's sources from the hub,
+    # hybrid_xir.training_set); the fields below are the paper recipe's, each one capped or narrowed at will
+    train_data: str = 'lareqa'
+    mmarco_langs: tuple = ('en', 'ar', 'zh', 'de', 'es', 'ru', 'hi')
+    mmarco_queries: int = -1               # training queries sampled from mMARCO (-1: all)
+    qa_sources: tuple = ('wikiqa', 'duorc', 'newsqa', 'nq', 'yahoo_qa')   # English QA sets, translated into qa_langs
+    qa_langs: tuple = ('en', 'ar', 'zh', 'de', 'es', 'ru', 'th', 'tr', 'hi')
+    en_sources: tuple = ('mrtydi', 'mfaq')   # English-only sets
+    source_max_items: int = -1             # items per QA / English source (-1: all)
+    tt_translator: str = 'facebook/nllb-200-distilled-600M'   # translate-train of the QA sets (HF seq2seq id or directory)
+    validation: str = 'split'              # 'split' (val_frac of the training groups) or 'squadshifts' (the paper's early stopping set)
 
     def __post_init__(self):
         "Check every field's type and range, so that a bad configuration fails when it is made, before any work."
@@ -62,16 +76,21 @@ class TrainConfig:
         num('eval_steps', 1, integer=True); num('patience', 0, integer=True); num('seed', 0, integer=True)
         num('max_negatives', 0, integer=True); num('val_batches', 1, integer=True); num('max_steps', -1, integer=True)
         if self.max_steps == 0: bad.append("max_steps must be -1 (use epochs) or at least 1, got 0")
-        choices = dict(mode=('mono', 'cross', 'hybrid'), loss=('mnrl', 'cached_mnrl'), eval_dataset=('xquad-r', 'mlqa-r'))
+        choices = dict(mode=('mono', 'cross', 'hybrid'), loss=('mnrl', 'cached_mnrl'), eval_dataset=('xquad-r', 'mlqa-r'),
+                       train_data=('lareqa', 'paper'), validation=('split', 'squadshifts'))
         for name, ok in choices.items():
             if getattr(self, name) not in ok: bad.append(f"{name} must be one of {', '.join(ok)}, got {getattr(self, name)!r}")
-        for name in ('freeze_embeddings', 'bf16'):
+        for name in ('freeze_embeddings', 'bf16', 'bt_every_lang'):
             if not isinstance(getattr(self, name), bool): bad.append(f"{name} must be true or false, got {getattr(self, name)!r}")
         if not isinstance(self.base_model, str) or not self.base_model: bad.append(f"base_model must be a model name or path, got {self.base_model!r}")
         if self.data_dir is not None and not isinstance(self.data_dir, (str, os.PathLike)): bad.append(f"data_dir must be a path, got {self.data_dir!r}")
         if self.translator is not None and not isinstance(self.translator, str): bad.append(f"translator must be None or a model id or directory, got {self.translator!r}")
-        if not isinstance(self.qa_sets, tuple) or not all(isinstance(x, str) for x in self.qa_sets):
-            bad.append(f"qa_sets must be a tuple of QA set names, got {self.qa_sets!r}")
+        for name in ('qa_sets', 'mmarco_langs', 'qa_sources', 'qa_langs', 'en_sources'):
+            v = getattr(self, name)
+            if not isinstance(v, tuple) or not all(isinstance(x, str) for x in v): bad.append(f"{name} must be a tuple of names, got {v!r}")
+        for name in ('query_prefix', 'passage_prefix'):
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), str): bad.append(f"{name} must be None or a string")
+        num('mmarco_queries', -1, integer=True); num('source_max_items', -1, integer=True)
         if not isinstance(self.bt_pivots, tuple) or not all(isinstance(p, (tuple, list)) and len(p) == 2 for p in self.bt_pivots):
             bad.append(f"bt_pivots must be ((lang, pivot), ...), got {self.bt_pivots!r}")
         if bad: raise ModelError("bad training configuration: " + '; '.join(bad))
@@ -149,6 +168,11 @@ def split_variant(name, **overrides):
 # settings that do not name a run: the dataset and seed have their own slots; bf16 autocast is a speed setting (the card records it)
 NAME_NEUTRAL = ('seed', 'eval_dataset', 'data_dir', 'bf16')
 
+def dir_name(name, max_len=80):
+    "A directory name for a model name or variant: path-safe, and shortened with a hash of the whole when long."
+    tag = re.sub(r'[^\w.+@=,-]', '_', str(name).replace('/', '__'))
+    return tag if len(tag) <= max_len else tag[:60] + '-' + text_hash(tag, 6).hex()
+
 def run_dir(name, eval_dataset, seed=None, **overrides):
     "Where the run of configuration (or variant) `name` for zero-shot evaluation on `eval_dataset` lives."
     base, ov = split_variant(name, **overrides)
@@ -157,7 +181,8 @@ def run_dir(name, eval_dataset, seed=None, **overrides):
     tag = variant_name(base, **{k: v for k, v in ov.items() if k not in NAME_NEUTRAL})
     tag = re.sub(r'[^\w.+-]', '_', tag.replace('@', '-').replace('=', '').replace(',', '-'))
     if len(tag) > 80: tag = tag[:60] + '-' + text_hash(tag, 6).hex()   # long overrides (a base_model path): shortened, still unique
-    return cache_dir('runs')/f"{tag}-{eval_dataset}-seed{cfg.seed}"
+    data = eval_dataset if cfg.train_data == 'lareqa' else cfg.train_data   # the paper's data: one model for every evaluation set
+    return cache_dir('runs')/f"{tag}-{data}-seed{cfg.seed}"
 
 
 # %% ../nbs/07b_registry.ipynb #b35f90e2

@@ -17,7 +17,7 @@ from .core import (HybridXirError, atomic_write, atomic_dir, write_json_atomic, 
                              output_dir, peak_rss_mb)
 from .data import load_lareqa, DATASETS
 from .encode import Encoder
-from .registry import resolve_model, MODEL_ORDER
+from .registry import resolve_model, dir_name, MODEL_ORDER
 from .params import EvalParams, as_params
 from .benchmarks import collect_retrieval
 from .evaluate import evaluate_lareqa, write_trec_run, write_trec_qrels, EVALUATOR_VERSION
@@ -126,7 +126,7 @@ def run_eval(params=None, /, *, save=True, **kwargs):
         c.setdefault('evaluation', {})[p.dataset] = {k: v for k, v in ev.summary.items()}
         write_json_atomic(c, card)
     if save:
-        name = Path(p.model).name if Path(p.model).exists() else p.model.replace('/', '__')
+        name = Path(p.model).name if Path(p.model).exists() else dir_name(p.model)
         ev.out_dir = Path(p.out_dir if p.out_dir is not None else output_dir('eval'))/name/eval_dir_name(p.dataset, data.langs, p.limit, p.k_ap)
         with atomic_dir(ev.out_dir) as tmp:       # the directory appears complete, or not at all
             save_eval(ev, tmp)
