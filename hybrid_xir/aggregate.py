@@ -344,7 +344,8 @@ def run_reports(params=None, /, **kwargs):
     grid = load_grid(p.grid, p.override)
     ran, skipped = [], []
     if not p.aggregate_only:
-        ran, skipped = run_grid(grid, p.root, p.only.split(',') if p.only else None, dry_run=p.dry_run)
+        ran, skipped = run_grid(grid, p.root, p.only.split(',') if p.only else None, dry_run=p.dry_run, workers=p.workers,
+                                scheduler=p.scheduler)
     if p.dry_run: return dict(ran=ran, skipped=skipped, reports=None)
     return dict(ran=ran, skipped=skipped, reports=write_reports(grid, p.root, p.tables, p.figures, n_perm=p.n_perm))
 

@@ -6,13 +6,13 @@ Docs: https://hybrid-xir.github.io/hybrid_xir/grid.html.md"""
 
 # %% auto #0
 __all__ = ['GRID_KEYS', 'LAREQA', 'OVERRIDE_SECTIONS', 'parse_overrides', 'load_grid', 'Cell', 'grid_cells', 'execute_notebook',
-           'cell_params', 'cell_done', 'cell_stale', 'run_cell', 'run_grid', 'grid_wall_time']
+           'cell_params', 'cell_done', 'cell_stale', 'run_cell', 'run_grid', 'run_cells_on_dask', 'grid_wall_time']
 
 # %% ../nbs/11_grid.ipynb #2d7df1cd
 import json, os, re, time, tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from .core import HybridXirError, DataError, write_json_atomic
+from .core import HybridXirError, DataError, write_json_atomic, file_lock
 from .evaluate import EVALUATOR_VERSION
 from .registry import TrainConfig, CONFIGS, get_config, variant_name
 
@@ -173,9 +173,11 @@ def run_cell(cell, grid, root='reports/runs', nbs='nbs', cwd='.'):
     else:
         if cell.trained and get_config(cell.model).bt_pivots:
             aug = Path(root)/cell.dataset/'augment.ipynb'
-            if not aug.exists():
-                timings['augment'] = execute_notebook(nbs/'augment.ipynb', aug, dict(model=var, dataset=cell.dataset,
-                                                      out_dir=str(Path(root)/cell.dataset/'augment')), cwd)
+            aug.parent.mkdir(parents=True, exist_ok=True)
+            with file_lock(aug.parent/'.augment.lock'):       # one report per dataset, even with concurrent cells
+                if not aug.exists():
+                    timings['augment'] = execute_notebook(nbs/'augment.ipynb', aug, dict(model=var, dataset=cell.dataset,
+                                                          out_dir=str(Path(root)/cell.dataset/'augment')), cwd)
         if cell.trained:
             timings['train'] = execute_notebook(nbs/'train.ipynb', out/'train.ipynb',
                                                 dict(model=var, dataset=cell.dataset, out_dir=str(out/'train')), cwd)
@@ -188,18 +190,46 @@ def run_cell(cell, grid, root='reports/runs', nbs='nbs', cwd='.'):
     return rec
 
 # %% ../nbs/11_grid.ipynb #cab65502
-def run_grid(grid_file='reports/grid.toml', root='reports/runs', only=None, dry_run=False, nbs='nbs', cwd='.', progress=True):
-    "Run every unfinished cell of the grid in `grid_file` (optionally only experiments `only`); returns (ran, skipped) cell ids."
+def run_grid(grid_file='reports/grid.toml', root='reports/runs', only=None, dry_run=False, nbs='nbs', cwd='.', progress=True,
+             workers=None, scheduler=None):
+    """Run every unfinished cell of the grid in `grid_file` (optionally only experiments `only`); returns (ran, skipped)
+    cell ids. Cells run one after another, or concurrently on a Dask cluster: `workers` local worker processes, or the
+    cluster at `scheduler` (see `run_cells_on_dask`)."""
     from tqdm.auto import tqdm
     grid = load_grid(grid_file)
     cells = [c for c in grid_cells(grid) if not only or set(c.experiments) & set(only)]
     todo = [c for c in cells if not cell_done(c, grid, root) or cell_stale(c, root)]
     skipped = [c.id for c in cells if c not in todo]
     if dry_run: return [f'{c.kind}:{c.id}' for c in todo], skipped
+    if workers or scheduler: return run_cells_on_dask(todo, grid, root, nbs, cwd, workers, scheduler, progress), skipped
     ran = []
     for c in tqdm(todo, desc='grid cells', disable=not progress):
         run_cell(c, grid, root, nbs, cwd); ran.append(c.id)
     return ran, skipped
+
+def run_cells_on_dask(cells, grid, root, nbs='nbs', cwd='.', workers=2, scheduler=None, progress=True):
+    """Run `cells` concurrently, one per Dask worker thread, on a `LocalCluster` of `workers` processes or on the cluster at
+    `scheduler` (for GPUs one worker per GPU: `dask-cuda`'s `LocalCUDACluster` or `dask cuda worker`; for SLURM:
+    `dask-jobqueue`'s `SLURMCluster`; paths must then be on a shared file system). A failed cell does not stop the
+    others; the first failure is raised at the end, after every other cell has finished and written its done.json."""
+    from tqdm.auto import tqdm
+    try: from distributed import Client, LocalCluster, as_completed
+    except ImportError: raise HybridXirError("concurrent grid cells need Dask: pip install 'hybrid_xir[cluster]' (distributed)") from None
+    root, nbs, cwd = (str(Path(x).resolve()) for x in (root, nbs, cwd))
+    cluster = None if scheduler else LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True, dashboard_address=None)
+    ran, failed = [], []
+    try:
+        with Client(scheduler or cluster) as client:
+            futs = {client.submit(run_cell, c, grid, root, nbs, cwd, pure=False, key=f'grid-cell-{c.id}'): c for c in cells}
+            for f in tqdm(as_completed(futs), total=len(futs), desc='grid cells', disable=not progress):
+                try: f.result(); ran.append(futs[f].id)
+                except Exception as e: failed.append((futs[f].id, e))
+    finally:
+        if cluster is not None: cluster.close()
+    if failed: raise HybridXirError(f"grid: {len(failed)} cell(s) failed ({', '.join(i for i, _ in failed)}); the others finished. "
+                                    f"First failure: {failed[0][1]}") from failed[0][1]
+    done = set(ran)
+    return [c.id for c in cells if c.id in done]      # in grid order, whatever order they finished in
 
 def grid_wall_time(root='reports/runs', grid_file='reports/grid.toml'):
     "Wall time (s) of the steps of every finished cell of the grid in `grid_file` (as `cell_done` decides), as a DataFrame."

@@ -170,6 +170,9 @@ class ReportsParams(Params):
     n_perm: int = param(10_000, 'permutations of the randomisation tests')
     override: str | None = param(None, "comma-separated section.key=value settings that replace the grid file's [defaults] "
                                        "train / eval values for this run, e.g. train.max_steps=100,train.mmarco_queries=5000")
+    workers: int | None = param(None, 'run cells concurrently on a local Dask cluster of this many worker processes (one cell '
+                                      'each; on GPUs use scheduler with one worker per GPU); None: one after another')
+    scheduler: str | None = param(None, 'address of a running Dask scheduler (dask-cuda, dask-jobqueue SLURMCluster) to run the cells on')
     hub_mirror: str | None = param(None, 'a local directory laid out like the Hugging Face hub (<org>/<name>/...) that '
                                          'replaces the hub for every model and dataset (see hybrid_xir.standins)')
 

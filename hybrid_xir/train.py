@@ -6,8 +6,8 @@ Docs: https://hybrid-xir.github.io/hybrid_xir/train.html.md"""
 
 # %% auto #0
 __all__ = ['CHECKPOINT_DONE', 'pair_dataset', 'PairSampler', 'build_trainer', 'checkpoint_complete', 'last_complete_checkpoint',
-           'train', 'make_tiny_encoder', 'ensure_trained', 'plot_losses', 'train_report_dir', 'run_train',
-           'benchmark_training']
+           'train', 'make_tiny_encoder', 'ensure_trained', 'training_lock', 'plot_losses', 'train_report_dir',
+           'run_train', 'benchmark_training']
 
 # %% ../nbs/08_train.ipynb #e45b8ebc
 import json, time
@@ -15,7 +15,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 import numpy as np, pandas as pd
 from .core import (HybridXirError, write_json_atomic, write_text_atomic, atomic_dir, atomic_write,
-                             output_dir, peak_rss_mb)
+                             output_dir, peak_rss_mb, file_lock)
 from .sampler import pair_table, HybridBatchSampler
 from .train_data import split_by_group
 from .training_set import config_items, paper_validation_items
@@ -196,10 +196,17 @@ def ensure_trained(name, eval_dataset, **overrides):
     cfg = get_config(base, eval_dataset=eval_dataset, **ov)
     d = run_dir(base, eval_dataset, **ov)
     if (d/'model'/'modules.json').exists(): return d/'model'
-    print(f"hybrid_xir: model {name!r} for zero-shot evaluation on {eval_dataset} not found in {d}; training it now "
-          f"({cfg.mode}, alpha={cfg.alpha}, {cfg.max_steps} steps, batch {cfg.batch_size}). This takes a while on a CPU.")
-    items, _, _ = config_items(cfg)
-    return train(cfg, items, d, resume=True)[0]
+    with training_lock(d):          # another process (a grid worker) may be training this very model: wait, then reuse it
+        if (d/'model'/'modules.json').exists(): return d/'model'
+        print(f"hybrid_xir: model {name!r} for zero-shot evaluation on {eval_dataset} not found in {d}; training it now "
+              f"({cfg.mode}, alpha={cfg.alpha}, {cfg.max_steps} steps, batch {cfg.batch_size}). This takes a while on a CPU.")
+        items, _, _ = config_items(cfg)
+        return train(cfg, items, d, resume=True)[0]
+
+def training_lock(run):
+    "An inter-process lock on training run directory `run`: two grid workers never train (or checkpoint) one model at once."
+    Path(run).parent.mkdir(parents=True, exist_ok=True)
+    return file_lock(Path(run).parent/f'.{Path(run).name}.train.lock')
 
 # %% ../nbs/08_train.ipynb #e2a8abcc
 def plot_losses(card, ax=None):
@@ -229,10 +236,11 @@ def run_train(params=None, /, **kwargs):
     cfg = get_config(base, eval_dataset=p.dataset, **ov)
     d = run_dir(base, p.dataset, **ov)
     items, overlap, bt_report = config_items(cfg)
-    if (d/'model'/'hybrid_xir_card.json').exists():
-        card = json.loads((d/'model'/'hybrid_xir_card.json').read_text()); path = d/'model'
-        print(f"{p.model} for {p.dataset}: already trained in {d}")
-    else: path, card = train(cfg, items, d, resume=True)
+    with training_lock(d):
+        if (d/'model'/'hybrid_xir_card.json').exists():
+            card = json.loads((d/'model'/'hybrid_xir_card.json').read_text()); path = d/'model'
+            print(f"{p.model} for {p.dataset}: already trained in {d}")
+        else: path, card = train(cfg, items, d, resume=True)
     out = train_report_dir(p)
     write_json_atomic({k: v for k, v in card.items() if k != 'log_history'} | {'model_dir': str(path)}, out/'card.json')
     write_json_atomic(card['log_history'], out/'log_history.json')

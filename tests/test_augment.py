@@ -240,7 +240,8 @@ def test_benchmark_translator_reports_cold_and_warm():
 def test_run_augment_with_a_seq2seq_translator(arch, request, tmp_path, monkeypatch):
     """`run_augment` end to end with a tiny randomly initialised NLLB, M2M100 or Marian model chosen by configuration
     (a model directory, as a GPU user passes `facebook/nllb-200-distilled-600M`): routes, report, coverage, throughput."""
-    from hybrid_xir.training_set import run_augment, Translator, translators_for
+    from hybrid_xir.training_set import run_augment
+    from hybrid_xir.augment import Translator, translators_for
     monkeypatch.setenv('HYBRID_XIR_CACHE', str(tmp_path/'cache'))
     model = str(request.getfixturevalue(arch))
     (t,) = translators_for(model)

@@ -57,7 +57,8 @@ def test_macro_weights_reproduce_evaluator_summary():
 @pytest.mark.timeout(1500)
 def test_tiny_grid_runs_resumes_and_reproduces(tmp_path):
     """A tiny grid (tiny encoder, 2 training steps, 4 questions) runs through the papermill notebooks; finished cells
-    are skipped; re-running it from scratch with the same seeds reproduces every table within 1e-6."""
+    are skipped; re-running it from scratch with the same seeds, concurrently on two Dask workers, reproduces every
+    table of the sequential run within 1e-6."""
     from hybrid_xir.train import make_tiny_encoder
     from hybrid_xir.registry import run_dir
     from hybrid_xir.grid import run_grid, load_grid, grid_cells
@@ -85,8 +86,9 @@ seeds = [1]
         for attempt in ('a', 'b'):
             clear_models()
             root = tmp_path/f'runs_{attempt}'
-            ran, skipped = run_grid(gf, root, cwd=ROOT, nbs=ROOT/'nbs', progress=False)
-            assert len(ran) == 4 and not skipped
+            # the first run goes cell by cell, the second on a local two-worker Dask cluster: the tables must not differ
+            ran, skipped = run_grid(gf, root, cwd=ROOT, nbs=ROOT/'nbs', progress=False, workers=2 if attempt == 'b' else None)
+            assert len(ran) == 4 and not skipped and ran == [c.id for c in grid_cells(grid)]
             assert (root/'xquad-r'/'hybrid-s1'/'train.ipynb').exists() and (root/'xquad-r'/'hybrid-a0-s1'/'eval.ipynb').exists()
             assert list((root/'xquad-r'/'hybrid-s2'/'eval').rglob('run.multi.trec'))
             out = write_reports(gf, root, tmp_path/f'tables_{attempt}', tmp_path/f'figures_{attempt}', n_perm=500)
@@ -165,3 +167,23 @@ def test_smoke_grid_tables_are_never_published(tmp_path):
     assert out['progress']['full_scope'] is False and len(out['runs']) == 2
     (tmp_path/'eval').mkdir()
     with pytest.raises(HybridXirError, match='never published in the README'): results_block(tmp_path/'eval')
+
+
+def test_a_model_is_never_trained_twice_at_once(tmp_path, monkeypatch):
+    """Two grid workers reaching the same untrained model (the paper's data trains one model for both evaluation sets):
+    the second waits on the training lock, then reuses the model instead of training it again."""
+    import threading, time
+    from hybrid_xir.core import file_lock
+    from hybrid_xir.registry import run_dir
+    from hybrid_xir.train import ensure_trained, training_lock
+    monkeypatch.setenv('HYBRID_XIR_CACHE', str(tmp_path/'cache'))
+    d = run_dir('hybrid@train_data=paper', 'xquad-r')
+    assert d == run_dir('hybrid@train_data=paper', 'mlqa-r')          # one model for both evaluation sets
+    got = {}
+    with training_lock(d):                                           # "another worker" is training it
+        t = threading.Thread(target=lambda: got.update(path=ensure_trained('hybrid@train_data=paper', 'mlqa-r')))
+        t.start(); time.sleep(1.0)
+        assert t.is_alive() and not got                              # waiting, not training
+        (d/'model').mkdir(parents=True); (d/'model'/'modules.json').write_text('[]')   # the other worker publishes it
+    t.join(10)
+    assert got['path'] == d/'model'
