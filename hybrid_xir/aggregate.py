@@ -314,8 +314,10 @@ def write_reports(grid_file='reports/grid.toml', root='reports/runs', tables='re
             _write_table(flat.reset_index(), tables/'alpha_sweep', ['g' if c == 'alpha' else '.1f' for c in fa.columns], md=fa)
             plot_alpha(at, figures/'alpha_sweep.png')
         out['claims'] = claims_table(runs, long, sig)
-        paper_root = tables.parent/'paper'              # the paper's own numbers, beside ours (see 13_paper), when present
-        if paper_root.exists():
+        # the paper's own numbers, beside ours (see 13_paper), when present: beside the tables, or beside the grid file
+        src = load_grid(grid_file).get('source')
+        paper_root = next((p for p in (tables.parent/'paper', Path(src).parent/'paper' if src else None) if p and p.exists()), None)
+        if paper_root is not None:
             paper = load_paper(paper_root)
             out['paper_summary'] = paper_summary(paper); _write_table(out['paper_summary'], tables/'paper_summary')
             out['per_language_vs_paper'] = {}

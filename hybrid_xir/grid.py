@@ -30,7 +30,7 @@ def parse_overrides(text):
     that cap or change a grid file for one run without editing it. `train.` and `eval.` name the `[defaults]` train and
     eval tables (`train.batch_size=8,eval.limit=4`); `main.`, `alpha_sweep.`, `retrieval.`, `defaults.` the sections."""
     out = {s: {} for s in OVERRIDE_SECTIONS}
-    for kv in [x for x in re.split(r',(?![^\[]*\])', str(text or '')) if x.strip()]:
+    for kv in [x for x in re.split(r',(?![^\[]*\])(?=(?:[^"]*"[^"]*")*[^"]*$)', str(text or '')) if x.strip()]:   # not inside [...] or "..." 
         k, eq, v = kv.strip().partition('=')
         sec, dot, key = k.partition('.')
         if not eq or not dot or sec not in out or not key:

@@ -19,6 +19,15 @@ def test_hub_schema_change_is_one_error_naming_dataset_and_column(tmp_path, monk
     pd.read_parquet(f).drop(columns='positive_passages').to_parquet(f)
     with pytest.raises(DataError, match=r"mrtydi \(castorini/mr-tydi, english/train\): missing column\(s\) positive_passages"):
         hub_qa_items('mrtydi')
+    # a training run on the paper's data stops with that error before writing anything
+    from hybrid_xir.standins import write_mmarco
+    from hybrid_xir.registry import run_dir
+    from hybrid_xir.train import run_train, train_report_dir
+    write_mmarco(tmp_path, n=4)
+    monkeypatch.setenv('HYBRID_XIR_CACHE', str(tmp_path/'cache'))
+    kw = dict(model='hybrid@train_data=paper,qa_sources=,en_sources=mrtydi', dataset='xquad-r', out_dir=str(tmp_path/'train'))
+    with pytest.raises(DataError, match='missing column'): run_train(**kw)
+    assert not run_dir('hybrid@train_data=paper,qa_sources=,en_sources=mrtydi', 'xquad-r').exists() and not train_report_dir(**kw).exists()
     with pytest.raises(DataError, match="'clips/mfaq' is not in the hub mirror"):
         (tmp_path/'clips'/'mfaq'/'en'/'train'/'0000.parquet').unlink(); __import__('shutil').rmtree(tmp_path/'clips')
         hub_qa_items('mfaq')
@@ -33,7 +42,7 @@ def test_paper_grid_runs_end_to_end_on_standins(tmp_path):
                               miracl_langs=('sw',))
     caps = ('train.base_model="sentence-transformers/LaBSE",train.batch_size=8,train.max_steps=4,train.eval_steps=2,'
             'train.bf16=false,train.source_max_items=8,train.mmarco_queries=16,train.qa_langs=["en","de","th"],'
-            'train.max_seq_length=32,train.val_batches=2,eval.limit=4,eval.max_seq_length=32,main.datasets=["xquad-r"],'
+            'train.max_seq_length=32,train.val_batches=2,eval.limit=4,eval.max_seq_length=32,eval.langs="en,de",main.datasets=["xquad-r","mlqa-r"],'
             'main.seeds=[42],main.models=["xlm-roberta-base","hybrid_bt"],retrieval.models=["hybrid_bt"],retrieval.datasets=["miracl:sw"]')
     out = tmp_path/'out'
     env = os.environ | dict(HYBRID_XIR_CACHE=str(tmp_path/'cache'))
@@ -43,7 +52,10 @@ def test_paper_grid_runs_end_to_end_on_standins(tmp_path):
                        capture_output=True, text=True, cwd=ROOT, env=env, timeout=880)
     assert r.returncode == 0, (r.stdout[-3000:], r.stderr[-5000:])
     runs = out/'runs'
-    assert all((runs/c/'done.json').exists() for c in ('xquad-r/xlm-roberta-base', 'xquad-r/hybrid_bt-s42', 'miracl:sw/hybrid_bt-s42'))
+    cells = [f'{d}/{m}' for d in ('xquad-r', 'mlqa-r') for m in ('xlm-roberta-base', 'hybrid_bt-s42')] + ['miracl:sw/hybrid_bt-s42']
+    assert all((runs/c/'done.json').exists() for c in cells)
+    # the paper's data trains one model for every evaluation set: the MLQA-R cell reused the XQuAD-R cell's model
+    assert 'already trained' in (runs/'mlqa-r'/'hybrid_bt-s42'/'train.ipynb').read_text()
     card = json.loads(next((runs/'xquad-r'/'hybrid_bt-s42'/'train').rglob('card.json')).read_text())
     c = card['config']
     assert c['base_model'] == 'sentence-transformers/LaBSE' and c['train_data'] == 'paper' and c['validation'] == 'squadshifts'
@@ -55,7 +67,8 @@ def test_paper_grid_runs_end_to_end_on_standins(tmp_path):
     assert json.loads((model/'config_sentence_transformers.json').read_text())['prompts'] == {'query': 'Query: ', 'passage': 'Passage: '}
     assert json.loads((model/'modules.json').read_text())[2]['path'] == '2_Dense'                   # LaBSE's module stack
     main = pd.read_csv(out/'tables'/'main_long.csv')
-    assert set(main.model) == {'xlm-roberta-base', 'hybrid_bt'} and main['mean'].notna().any()
+    assert set(main.model) == {'xlm-roberta-base', 'hybrid_bt'} and set(main.dataset) == {'xquad-r', 'mlqa-r'} and main['mean'].notna().any()
+    assert (out/'tables'/'paper_summary.csv').exists() and (out/'tables'/'claims.csv').exists()   # the paper-comparison tables
     assert json.loads((out/'tables'/'progress.json').read_text())['full_scope'] is False   # capped: never published
     assert list((runs/'miracl:sw'/'hybrid_bt-s42'/'eval').rglob('metrics.json'))
 
