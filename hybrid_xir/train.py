@@ -88,7 +88,9 @@ def build_trainer(cfg: TrainConfig, items, output_dir, model=None, callbacks=(),
     sampler = 'batch_sampler' if plain_sampler else PairSampler([ptr, pva], cfg.mode, cfg.alpha, cfg.seed, batches={1: cfg.val_batches}, modes={1: val_mode})
     args = SentenceTransformerTrainingArguments(
         output_dir=str(output_dir), per_device_train_batch_size=cfg.batch_size, per_device_eval_batch_size=cfg.batch_size,
-        learning_rate=cfg.lr, weight_decay=cfg.weight_decay, warmup_ratio=cfg.warmup_ratio, num_train_epochs=cfg.epochs,
+        learning_rate=cfg.lr, weight_decay=cfg.weight_decay, num_train_epochs=cfg.epochs,
+        # the warm-up as a fraction of the steps: transformers 5 takes it as a float warmup_steps (< 1; 1.0 would mean one step)
+        warmup_steps=min(float(cfg.warmup_ratio), 0.999),
         max_steps=cfg.max_steps, seed=cfg.seed, data_seed=cfg.seed, logging_steps=10, report_to='none',
         prompts={k: v for k, v in prompts.items() if v} or None, batch_sampler=sampler,
         dataloader_drop_last=True, use_cpu=not torch.cuda.is_available(), bf16=cfg.bf16,
@@ -165,6 +167,9 @@ def train(cfg: TrainConfig, items, output_dir, resume=False, model=None, callbac
         trainer.model.save(str(tmp))
         write_json_atomic(card, tmp/'hybrid_xir_card.json')
     write_json_atomic(card, out/'train_summary.json')
+    # the model is published: its checkpoints (optimizer state included, 1.3 GB for e5-small) only served resuming
+    import shutil
+    shutil.rmtree(ck, ignore_errors=True)
     return out/'model', card
 
 # %% ../nbs/08_train.ipynb #d26eaaaf

@@ -37,3 +37,12 @@ def test_atomic_dir_failure_keeps_previous(tmp_path):
                                           (None, dict(optional=False), 'must be an integer, got None'), (9, dict(maximum=8), 'between 1 and 8')])
 def test_check_int_errors(value, kw, msg):
     with pytest.raises(HybridXirError, match=msg): check_int(value, 'x', **kw)
+
+
+def test_top_level_api_and_version():
+    "The names a notebook user imports come from `hybrid_xir` itself (lazily); `hybrid-xir --version` prints the version."
+    import subprocess, sys
+    import hybrid_xir
+    assert [n for n in hybrid_xir.__all__ if not hasattr(hybrid_xir, n)] == []
+    r = subprocess.run([sys.executable, '-c', 'from hybrid_xir.cli import main; main(["--version"])'], capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.strip() == f'hybrid-xir {hybrid_xir.__version__}'

@@ -5,6 +5,9 @@ from conftest import needs_data
 from hybrid_xir.core import DataError
 from hybrid_xir.data import load_lareqa, fetch_lareqa, find_data_dir, DATASETS
 
+# the fixtures here are hand-made LAReQA files: their 'differs from the pinned upstream file' warning is expected
+pytestmark = pytest.mark.filterwarnings('ignore:.*differs from the pinned upstream')
+
 XQ_CANDS = dict(ar=1222, de=1276, el=1234, en=1180, es=1215, hi=1244, ru=1219, th=852, tr=1167, vi=1209, zh=1196)
 MLQA = dict(ar=(517, 2545), de=(512, 2362), en=(1148, 6264), es=(500, 1787), hi=(507, 2426), vi=(511, 2828), zh=(504, 2322))
 
