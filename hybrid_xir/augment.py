@@ -19,6 +19,7 @@ import numpy as np, pandas as pd
 from .core import HybridXirError, hub_local, cache_dir, text_hash, model_fingerprint
 from .train_data import normalize_text
 
+# %% ../nbs/09_augment.ipynb #3edc6ce3
 class AugmentError(HybridXirError, ValueError):
     "Unsupported language pairs, backends that are not installed, bad decoding settings, empty texts."
 

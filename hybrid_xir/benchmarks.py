@@ -21,6 +21,7 @@ from .encode import Encoder
 from .registry import resolve_model, is_trained_name, dir_name, MODEL_ORDER
 from .params import RetrievalParams, as_params
 
+# %% ../nbs/10_benchmarks.ipynb #265aea4d
 @dataclass
 class RetrievalData:
     "A retrieval benchmark: `corpus` (doc_id, title, text), `queries` (qid, text), `qrels` (qid, doc_id, rel)."

@@ -12,8 +12,9 @@ __all__ = ['PAPER_FILES', 'PAPER_SOURCE', 'PAPER_SAMPLING', 'SAMPLING_ORDER', 'c
 import shutil
 from pathlib import Path
 import numpy as np, pandas as pd
-from .core import DataError, write_text_atomic, atomic_dir
+from .core import DataError, atomic_dir
 
+# %% ../nbs/13_paper.ipynb #36a0345a
 PAPER_FILES = {'summary': 'table1_2_summary.csv', 'per_language': 'tables3_8_per_language.csv',
                'miracl': 'tables12_13_miracl.csv', 'training': 'table9_training_data.csv'}
 PAPER_SOURCE = ('Elmahdy, Lin & Ahmad, "Synergistic Approach for Simultaneous Optimization of Monolingual, Cross-lingual, '

@@ -15,6 +15,7 @@ from .core import HybridXirError, ModelError, check_int
 from .data import check_langs
 from .registry import CONFIGS, check_model_name, get_config, is_trained_name
 
+# %% ../nbs/07c_params.ipynb #2ac10859
 LAREQA = ('xquad-r', 'mlqa-r')
 
 def param(default, help, choices=None, minimum=1):

@@ -11,6 +11,7 @@ __all__ = ['SamplerError', 'pair_table', 'HybridBatchSampler']
 import numpy as np, pandas as pd
 from .core import HybridXirError
 
+# %% ../nbs/06_sampler.ipynb #bc2d3953
 class SamplerError(HybridXirError, ValueError):
     "Impossible sampling requests: bad α, no cross-lingual groups, batches larger than the data."
 

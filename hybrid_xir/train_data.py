@@ -18,6 +18,7 @@ import numpy as np, pandas as pd
 from .core import DataError, write_text_atomic, hub_local, hub_snapshot
 from .data import load_lareqa, LareqaData
 
+# %% ../nbs/07_train_data.ipynb #d0f83dbf
 ITEM_COLUMNS = ['dataset', 'group', 'lang', 'query', 'positive', 'negatives']
 
 # %% ../nbs/07_train_data.ipynb #c3ceefb8

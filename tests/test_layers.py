@@ -54,3 +54,22 @@ def test_the_cycle_check_finds_a_cycle(tmp_path, monkeypatch):
     assert {t for t, _, _ in package_imports()['b']} == {'a'} and any(not top for _, _, top in package_imports()['b'])
     with pytest.raises(pytest.fail.Exception, match='import cycle: a -> b -> a'): test_no_import_cycle()
     with pytest.raises(AssertionError, match='b.py:3 imports a'): test_no_package_import_inside_functions()
+
+
+def _library_notebooks():
+    nbs = PKG.parent/'nbs'
+    return sorted(p for p in nbs.glob('*.ipynb') if any('#| default_exp' in ''.join(c['source'])
+                                                        for c in __import__('json').loads(p.read_text())['cells'][:3]))
+
+def test_library_notebook_imports_stand_alone():
+    """nbdev's processing (the docs) runs every cell that contains an import: a cell that also computes something would
+    run then too, so imports live in cells of their own."""
+    import json
+    bad = []
+    for nb in _library_notebooks():
+        for i, c in enumerate(json.loads(nb.read_text())['cells']):
+            if c['cell_type'] != 'code': continue
+            body = '\n'.join(l for l in ''.join(c['source']).split('\n') if not l.lstrip().startswith(('%', '!')))
+            kinds = [isinstance(n, (ast.Import, ast.ImportFrom)) for n in ast.parse(body).body]
+            if any(kinds) and not all(kinds): bad.append(f'{nb.name} cell {i}')
+    assert len(_library_notebooks()) >= 15 and not bad, bad
