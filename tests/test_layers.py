@@ -73,3 +73,10 @@ def test_library_notebook_imports_stand_alone():
             kinds = [isinstance(n, (ast.Import, ast.ImportFrom)) for n in ast.parse(body).body]
             if any(kinds) and not all(kinds): bad.append(f'{nb.name} cell {i}')
     assert len(_library_notebooks()) >= 15 and not bad, bad
+
+def test_library_notebooks_keep_outputs():
+    "The notebooks are the documentation: every library notebook is committed executed, with its examples' outputs."
+    import json
+    empty = [nb.name for nb in _library_notebooks()
+             if not any(c['cell_type'] == 'code' and c.get('outputs') for c in json.loads(nb.read_text())['cells'])]
+    assert not empty, f'library notebooks without kept outputs (run `nbdev-test --save`, then nbdev-clean): {empty}'
