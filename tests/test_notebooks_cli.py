@@ -177,3 +177,12 @@ def test_readme_opens_with_two_commands():
     assert len(cmds) == 2 and 'hybrid-xir eval' in cmds[0] and 'pytest' in cmds[1]
     ci = (ROOT/'.ci'/'run').read_text()
     assert 'python3 -m pytest' in ci and 'torch==2.13.0' in ci
+
+def test_every_cli_option_has_help():
+    "Every option of every subcommand says what it does (the generated ones also show their default)."
+    from hybrid_xir.cli import _parser
+    p = _parser()
+    sub = next(a for a in p._actions if a.__class__.__name__ == '_SubParsersAction')
+    missing = [f'{name} {a.option_strings or a.dest}' for name, sp in sub.choices.items() for a in sp._actions
+               if a.help is None and a.dest != 'help']
+    assert not missing, missing
