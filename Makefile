@@ -1,5 +1,5 @@
 # Make targets beside the `hybrid-xir` command (run from the repository root).
-.PHONY: reports aggregate readme test
+.PHONY: reports aggregate readme test assets
 
 # run every unfinished cell of reports/grid.toml (papermill; hours on a CPU, resumable), then rebuild tables, figures, README
 reports:
@@ -17,3 +17,8 @@ readme:
 
 test:
 	python3 -m pytest
+
+# copy the experiment notebooks and grid files into the package (they ship with it: `hybrid-xir notebooks DIR`)
+assets:
+	cp nbs/augment.ipynb nbs/eval.ipynb nbs/eval_retrieval.ipynb nbs/reports.ipynb nbs/train.ipynb nbs/bench.ipynb nbs/bench_train.ipynb hybrid_xir/assets/notebooks/
+	cp reports/grid.toml reports/grid_paper.toml hybrid_xir/assets/grids/

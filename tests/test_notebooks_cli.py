@@ -186,3 +186,40 @@ def test_every_cli_option_has_help():
     missing = [f'{name} {a.option_strings or a.dest}' for name, sp in sub.choices.items() for a in sp._actions
                if a.help is None and a.dest != 'help']
     assert not missing, missing
+
+def test_shipped_notebooks_and_grids_are_the_sources():
+    "The package's copies of the experiment notebooks and grid files (`make assets`) are identical to nbs/ and reports/."
+    from hybrid_xir.cli import ASSETS
+    pairs = [(p, ROOT/'nbs'/p.name) for p in (ASSETS/'notebooks').glob('*.ipynb')] + [(p, ROOT/'reports'/p.name) for p in (ASSETS/'grids').glob('*.toml')]
+    assert len(pairs) == 9 and all(a.read_bytes() == b.read_bytes() for a, b in pairs), 'run `make assets`'
+    assert {p.name for p in (ROOT/'nbs').glob('*.ipynb') if not p.name[0].isdigit()} == {a.name for a, _ in pairs if a.suffix == '.ipynb'}
+
+@pytest.mark.slow
+@needs_data
+@pytest.mark.timeout(900)
+def test_installed_wheel_runs_its_shipped_eval_notebook(tmp_path):
+    """Outside the repository, a wheel installed in a fresh virtual environment writes its notebooks
+    (`hybrid-xir notebooks`) and papermill runs the shipped eval notebook with them."""
+    import shutil, venv
+    src, wheels = tmp_path/'src', tmp_path/'wheels'           # built from a copy: the build leaves nothing in the clone
+    for f in ('pyproject.toml', 'README.md', 'LICENSE'): (src/f).parent.mkdir(exist_ok=True); shutil.copy(ROOT/f, src/f)
+    shutil.copytree(ROOT/'hybrid_xir', src/'hybrid_xir', ignore=shutil.ignore_patterns('__pycache__'))
+    r = subprocess.run([sys.executable, '-m', 'pip', 'wheel', '--no-deps', '--no-build-isolation', '-q', '-w', str(wheels), str(src)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    (whl,) = wheels.glob('hybrid_xir-*.whl')
+    env_dir = tmp_path/'venv'
+    venv.create(env_dir, system_site_packages=True, with_pip=True)
+    py, bin_ = env_dir/'bin'/'python', env_dir/'bin'
+    work = tmp_path/'work'; work.mkdir()
+    env = dict(os.environ, HYBRID_XIR_OUT=str(tmp_path/'out'), PATH=f"{bin_}:{os.environ['PATH']}")
+    run = lambda *cmd: subprocess.run(list(map(str, cmd)), capture_output=True, text=True, cwd=work, env=env, timeout=600)
+    for cmd in [(py, '-m', 'pip', 'install', '-q', '--no-deps', whl), (py, '-m', 'ipykernel', 'install', '--prefix', env_dir, '--name', 'hxwheel')]:
+        r = run(*cmd); assert r.returncode == 0, r.stderr[-2000:]
+    r = run(py, '-c', 'import hybrid_xir; print(hybrid_xir.__file__)')
+    assert str(env_dir) in r.stdout, r.stdout + r.stderr          # the wheel's copy, not the checkout's
+    r = run(bin_/'hybrid-xir', 'notebooks', 'nbs'); assert r.returncode == 0, r.stderr[-2000:]
+    r = run(py, '-m', 'papermill', 'nbs/eval.ipynb', 'out.ipynb', '-k', 'hxwheel', '-p', 'model', 'pretrained', '-p', 'langs', 'en',
+            '-p', 'limit', '3', '--log-level', 'WARNING')
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert (work/'out.ipynb').exists() and list((tmp_path/'out').rglob('metrics.json'))
