@@ -23,11 +23,13 @@ def _weights(p): return load_file(str(Path(p)/'model.safetensors'))
 
 from transformers import TrainerCallback
 
+class Killed(Exception): pass
+
 class StopAt(TrainerCallback):
-    "Simulates a run killed after `step` (its checkpoint written)."
+    "Simulates a run killed after `step` (its checkpoint written): it dies there, so nothing after the save runs."
     def __init__(self, step): self.step = step
-    def on_step_end(self, args, state, control, **kw):
-        if state.global_step >= self.step: control.should_training_stop = True
+    def on_save(self, args, state, control, **kw):
+        if state.global_step >= self.step: raise Killed(state.global_step)
         return control
 
 @pytest.mark.slow
@@ -36,7 +38,7 @@ def test_resume_gives_the_same_model(tiny, small_items, tmp_path):
     cfg = TrainConfig(base_model=str(tiny), batch_size=8, max_steps=6, eval_steps=3, max_seq_length=48, val_frac=0.2,
                       patience=0, seed=3)
     full, card = train(cfg, small_items, tmp_path/'full')
-    train(cfg, small_items, tmp_path/'killed', callbacks=[StopAt(3)])
+    with pytest.raises(Killed): train(cfg, small_items, tmp_path/'killed', callbacks=[StopAt(3)])
     resumed, card2 = train(cfg, small_items, tmp_path/'killed', resume=True)
     assert card2['resumed_from'].endswith('checkpoint-3') and card2['train_steps'] == 6
     a, b = _weights(full), _weights(resumed)
