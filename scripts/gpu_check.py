@@ -10,7 +10,7 @@ comes from the hub):
 - one evaluation pass (encoding texts of XQuAD-R's size);
 and from those the GPU-hours of the whole recipe (reports/grid_paper.toml), with every assumption written beside it.
 """
-import argparse, json, math, platform, sys, tempfile, time
+import argparse, json, platform, sys, tempfile, time
 from pathlib import Path
 
 # sizes of the paper recipe at full scale (reports/paper/table9_training_data.csv; mMARCO: unique training queries of
@@ -52,14 +52,6 @@ def flops_estimate(tflops=110.0, gen_tflops=15.0):
                 gpu_hours_grid=GRID['trained_models'] * train_h + GRID['eval_models'] * eval_h + tt_h + bt_h)
 
 
-class _Timer:
-    def __init__(self): self.t = []
-    def __getattr__(self, name):
-        if name.startswith('on_'): return lambda *a, **k: None
-        raise AttributeError(name)
-    def on_step_end(self, args, state, control, **kw): self.t.append(time.perf_counter())
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--tiny', action='store_true', help='a tiny model and a few steps (CPU smoke run of the same path)')
@@ -68,7 +60,7 @@ def main(argv=None):
     a = ap.parse_args(argv)
     import torch
     from hybrid_xir.registry import get_config
-    from hybrid_xir.train import build_trainer
+    from hybrid_xir.train import build_trainer, _StepTimer
     from hybrid_xir.standins import make_xlmr_standin
     from hybrid_xir.encode import Encoder
     cuda = torch.cuda.is_available()
@@ -83,7 +75,7 @@ def main(argv=None):
         items = synthetic_items(max(4 * batch, 64), ('en', 'ar', 'zh', 'de', 'es', 'ru', 'hi'), 10, 90 if not a.tiny else 12)
         cfg = get_config('hybrid', base_model=str(model), batch_size=batch, max_seq_length=seq, bf16=cuda, max_steps=steps + warm,
                          freeze_embeddings=False, query_prefix='Query: ', passage_prefix='Passage: ', val_frac=0.2)
-        timer = _Timer()
+        timer = _StepTimer()
         if cuda: torch.cuda.reset_peak_memory_stats()
         tr = build_trainer(cfg, items, Path(tmp)/'ck', callbacks=[timer], timing_only=True)
         tr.train()
