@@ -1,5 +1,5 @@
 # Make targets beside the `hybrid-xir` command (run from the repository root).
-.PHONY: reports aggregate readme test assets
+.PHONY: reports aggregate readme test assets docs
 
 # run every unfinished cell of reports/grid.toml (papermill; hours on a CPU, resumable), then rebuild tables, figures, README
 reports:
@@ -22,3 +22,7 @@ test:
 assets:
 	cp nbs/augment.ipynb nbs/eval.ipynb nbs/eval_retrieval.ipynb nbs/reports.ipynb nbs/train.ipynb nbs/bench.ipynb nbs/bench_train.ipynb hybrid_xir/assets/notebooks/
 	cp reports/grid.toml reports/grid_paper.toml hybrid_xir/assets/grids/
+
+# the documentation site from the notebooks, offline (MkDocs Material + mkdocs-jupyter; the dev extra has them): site/
+docs:
+	python3 scripts/build_docs.py

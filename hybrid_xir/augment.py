@@ -16,7 +16,7 @@ import json, shutil, sqlite3, subprocess, time, hashlib, typing
 from dataclasses import dataclass, asdict
 from pathlib import Path
 import numpy as np, pandas as pd
-from .core import HybridXirError, hub_local, cache_dir, text_hash, model_fingerprint
+from .core import HybridXirError, hub_local, cache_dir, text_hash, model_fingerprint, progress_bar
 from .train_data import normalize_text
 
 # %% ../nbs/09_augment.ipynb #3edc6ce3
@@ -307,7 +307,6 @@ class TranslationCache:
 # %% ../nbs/09_augment.ipynb #e0155bcc
 def translate_cached(translator, texts, src, tgt, decoding=Decoding('greedy'), cache=None, chunk=64, progress=True, stats=None):
     "Translations of `texts` (list of variant lists), from `cache` where present; new ones are committed chunk by chunk."
-    from tqdm.auto import tqdm
     texts = _check_texts(texts)
     cache = TranslationCache() if cache is None else cache
     uniq = list(dict.fromkeys(texts))
@@ -317,7 +316,7 @@ def translate_cached(translator, texts, src, tgt, decoding=Decoding('greedy'), c
     if stats is not None:
         stats['cached'] = stats.get('cached', 0) + len(uniq) - len(todo); stats['translated'] = stats.get('translated', 0) + len(todo)
     if todo:
-        bar = tqdm(total=len(todo), desc=f'{translator.name} {src}->{tgt}', unit='sent', disable=not progress)
+        bar = progress_bar(total=len(todo), desc=f'{translator.name} {src}->{tgt}', unit='sent', disable=not progress)
         t0 = time.perf_counter()
         for i in range(0, len(todo), chunk):
             part = todo[i:i + chunk]

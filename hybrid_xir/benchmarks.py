@@ -14,7 +14,7 @@ import gzip, json, os, re, time
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np, pandas as pd
-from .core import (DataError, HybridXirError, hub_snapshot, atomic_write, atomic_dir, cache_dir, write_json_atomic, write_text_atomic,
+from .core import (progress_bar, DataError, HybridXirError, hub_snapshot, atomic_write, atomic_dir, cache_dir, write_json_atomic, write_text_atomic,
                              output_dir, peak_rss_mb)
 from .evaluate import search_topk
 from .encode import Encoder
@@ -171,7 +171,6 @@ def doc_texts(corpus, join=' '):
 class CorpusIndex:
     "A corpus encoded into resumable on-disk shards; `search(Q, k)` streams them with bounded memory."
     def __init__(self, encoder, data, chunk=4096, join=' ', max_length=512, root=None, progress=True):
-        from tqdm.auto import tqdm
         self.encoder, self.data, self.chunk = encoder, data, chunk
         self.dir = Path(root or cache_dir('corpus'))/f"{encoder.fingerprint}-{corpus_hash(data, join, max_length)}"
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -186,7 +185,7 @@ class CorpusIndex:
             encoder.progress = False
             t0 = time.time()
             try:
-                for i in tqdm(todo, desc=f'encode {data.name} corpus', unit='shard', disable=not progress):
+                for i in progress_bar(todo, desc=f'encode {data.name} corpus', unit='shard', disable=not progress):
                     e = encoder.encode(texts[i * chunk:(i + 1) * chunk], 'passage', use_cache=False)
                     with atomic_write(self.shards[i]) as f: np.save(f, e.astype(np.float32))
             finally:

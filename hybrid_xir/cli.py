@@ -39,7 +39,7 @@ def _parser():
     f = sub.add_parser('fetch', help='download a LAReQA dataset from its pinned upstream commit (needs internet)')
     f.add_argument('dataset', choices=list(DATASETS), help='which LAReQA dataset')
     f.add_argument('--dest', default=None, help='data directory to write lareqa/<dataset>/ into (default: the cache)')
-    r = sub.add_parser('readme', help="regenerate the README's results block from reports/eval")
+    r = sub.add_parser('readme', help="regenerate the README's headline results block from reports/tables and reports/eval")
     r.add_argument('--readme', default='README.md', help='the README to update (default: README.md)')
     r.add_argument('--root', default='reports/eval', help='where the committed evaluations are (default: reports/eval)')
     n = sub.add_parser('notebooks', help='write the experiment notebooks and grid files into a directory, ready for papermill')

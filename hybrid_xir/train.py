@@ -10,11 +10,11 @@ __all__ = ['CHECKPOINT_DONE', 'pair_dataset', 'PairSampler', 'build_trainer', 'c
            'run_train', 'benchmark_training']
 
 # %% ../nbs/08_train.ipynb #e45b8ebc
-import json, time
+import json, time, contextlib
 from dataclasses import asdict, replace
 from pathlib import Path
 import numpy as np, pandas as pd
-from .core import (HybridXirError, write_json_atomic, write_text_atomic, atomic_dir, atomic_write,
+from .core import (HybridXirError, StageProgress, progress_mode, write_json_atomic, write_text_atomic, atomic_dir, atomic_write,
                              output_dir, peak_rss_mb, file_lock)
 from .sampler import pair_table, HybridBatchSampler
 from .train_data import split_by_group
@@ -43,6 +43,39 @@ def pair_dataset(items, pairs, seed=0):
     return Dataset.from_dict(dict(anchor=it['query'].to_numpy()[pairs['q'].to_numpy()].tolist(),
                                   positive=it['positive'].to_numpy()[pairs['p'].to_numpy()].tolist(), negative=neg))
 
+# %% ../nbs/08_train.ipynb #21143ec0
+class _TrainProgress:
+    """Trainer callback for batch runs (a notebook kernel, a log): instead of the trainer's tqdm bar and its printed log
+    dicts, `core.progress_bar` lines 'train: k/n step' with the last training and validation loss."""
+    def __init__(self): self.bar, self.post = None, {}
+    def __getattr__(self, name):
+        if name.startswith('on_'): return lambda *a, **k: None
+        raise AttributeError(name)
+    def on_train_begin(self, args, state, control, **kw):
+        self.bar = StageProgress(total=state.max_steps, desc='train', unit='step'); self.bar.n = state.global_step
+    def on_step_end(self, args, state, control, **kw):
+        if self.bar: self.bar.update(state.global_step - self.bar.n)
+    def on_log(self, args, state, control, logs=None, **kw):
+        for k in ('loss', 'eval_loss'):
+            if self.bar and logs and k in logs: self.post[k] = f'{logs[k]:.4f}'; self.bar.set_postfix(**self.post)
+    def on_train_end(self, args, state, control, **kw):
+        if self.bar: self.bar.close()
+
+# %% ../nbs/08_train.ipynb #63380fa0
+def _align_special_tokens(st):
+    """Copy the tokenizer's PAD/BOS/EOS ids into the model config where they are missing or differ (conversions made
+    before the config carried them, hub models with incomplete configs): the trainer would otherwise change them itself
+    and print a notice about it. The ids only matter for generation, never for encoding."""
+    tok, cfg = st.tokenizer, st[0].auto_model.config
+    for k in ('pad_token_id', 'bos_token_id', 'eos_token_id'):
+        v = getattr(tok, k, None)
+        if v is not None and getattr(cfg, k, None) != v: setattr(cfg, k, v)
+    gc = getattr(st[0].auto_model, 'generation_config', None)
+    if gc is not None:
+        for k in ('pad_token_id', 'bos_token_id', 'eos_token_id'):
+            if getattr(tok, k, None) is not None: setattr(gc, k, getattr(tok, k))
+    return st
+
 # %% ../nbs/08_train.ipynb #02aa9c1d
 class PairSampler:
     """The `batch_sampler` callable for `SentenceTransformerTrainingArguments`: builds a `HybridBatchSampler` over the
@@ -68,8 +101,15 @@ def build_trainer(cfg: TrainConfig, items, output_dir, model=None, callbacks=(),
     from transformers import EarlyStoppingCallback, set_seed
     set_seed(cfg.seed)
     spec = resolve_model(cfg.base_model, query_prefix=cfg.query_prefix, passage_prefix=cfg.passage_prefix)
-    st = model or SentenceTransformer(spec.path, device='cuda' if torch.cuda.is_available() else 'cpu')
+    mode = 'off' if timing_only else progress_mode()     # 'bar': the trainer's own tqdm bar (a terminal)
+    with (contextlib.nullcontext() if mode == 'bar' else _no_transformers_bars()):      # its 'Loading weights' bar
+        st = model or SentenceTransformer(spec.path, device='cuda' if torch.cuda.is_available() else 'cpu')
     base_len = st.max_seq_length          # training truncates to cfg.max_seq_length; the saved model gets this back
+    _align_special_tokens(st)
+    if mode != 'bar' and hasattr(getattr(st, 'model_card_data', None), 'set_widget_examples'):
+        # sentence-transformers samples 'widget examples' for the model card's hub widget behind an unconditional tqdm
+        # bar; outside a terminal that bar is all it would show, so the card goes without them
+        st.model_card_data.set_widget_examples = lambda dataset: None
     st.max_seq_length = cfg.max_seq_length
     if cfg.freeze_embeddings:
         emb = st[0].auto_model.get_input_embeddings()
@@ -91,7 +131,7 @@ def build_trainer(cfg: TrainConfig, items, output_dir, model=None, callbacks=(),
         learning_rate=cfg.lr, weight_decay=cfg.weight_decay, num_train_epochs=cfg.epochs,
         # the warm-up as a fraction of the steps: transformers 5 takes it as a float warmup_steps (< 1; 1.0 would mean one step)
         warmup_steps=min(float(cfg.warmup_ratio), 0.999),
-        max_steps=cfg.max_steps, seed=cfg.seed, data_seed=cfg.seed, logging_steps=10, report_to='none',
+        max_steps=cfg.max_steps, seed=cfg.seed, data_seed=cfg.seed, logging_steps=10, report_to='none', disable_tqdm=mode != 'bar',
         prompts={k: v for k, v in prompts.items() if v} or None, batch_sampler=sampler,
         dataloader_drop_last=True, use_cpu=not torch.cuda.is_available(), bf16=cfg.bf16,
         # with N processes, split every global batch across the ranks (the sequence of global batches stays the one of a
@@ -103,6 +143,10 @@ def build_trainer(cfg: TrainConfig, items, output_dir, model=None, callbacks=(),
             if cfg.loss == 'cached_mnrl' else losses.MultipleNegativesRankingLoss(st, scale=cfg.scale, gather_across_devices=gather))
     cb = ([EarlyStoppingCallback(early_stopping_patience=cfg.patience)] if cfg.patience and not timing_only else []) + list(callbacks)
     trainer = SentenceTransformerTrainer(model=st, args=args, train_dataset=dtr, eval_dataset=dva, loss=loss, callbacks=cb)
+    if mode != 'bar':                                    # no per-log prints either; lines from _TrainProgress
+        from transformers.trainer_callback import PrinterCallback
+        trainer.remove_callback(PrinterCallback)
+        if mode == 'lines': trainer.add_callback(_TrainProgress())
     trainer.base_max_seq_length = base_len
     trainer.prefixes = (spec.query_prefix, spec.passage_prefix)
     return trainer
@@ -142,6 +186,11 @@ def train(cfg: TrainConfig, items, output_dir, resume=False, model=None, callbac
     """Train with `cfg` on `items`; checkpoints go to `output_dir/checkpoints` (`resume=True` continues from the last
     one), the final sentence-transformers model (best validation loss) to `output_dir/model`, written atomically,
     with `hybrid_xir_card.json` recording the run."""
+    # outside a terminal, transformers' own bars (loading the best checkpoint, writing shards) stay off: see progress_mode
+    with (contextlib.nullcontext() if progress_mode() == 'bar' else _no_transformers_bars()):
+        return _train(cfg, items, output_dir, resume, model, callbacks)
+
+def _train(cfg, items, output_dir, resume, model, callbacks):
     out = Path(output_dir); ck = out/'checkpoints'
     trainer = build_trainer(cfg, items, ck, model=model, callbacks=[_MarkCheckpoint(), *callbacks])
     last = None

@@ -115,7 +115,7 @@ seeds = [1]
 def test_partial_grid_is_reported_as_provisional(tmp_path):
     "A grid with unfinished cells says so in its progress record and in the README block, naming the cells not yet run."
     from hybrid_xir.aggregate import synthetic_runs, write_reports
-    from hybrid_xir.reports import results_block
+    from hybrid_xir.reports import results_block, headline_block
     gf = synthetic_runs(tmp_path/'runs', '[defaults]\ndatasets = ["xquad-r"]\nseeds = [1, 2]\n[main]\nmodels = ["pretrained", "hybrid"]\n')
     (tmp_path/'runs'/'xquad-r'/'hybrid-s2'/'done.json').unlink()
     out = write_reports(gf, tmp_path/'runs', tmp_path/'tables', tmp_path/'figures', n_perm=200)
@@ -123,6 +123,7 @@ def test_partial_grid_is_reported_as_provisional(tmp_path):
     (tmp_path/'eval').mkdir()
     block = results_block(tmp_path/'eval')
     assert '2 of 3 cells have finished' in block and 'xquad-r/hybrid-s2' in block and 'provisional' in block
+    assert '**Provisional:** 1 of 3 cells have not run yet' in headline_block(tmp_path/'eval')     # the README's headline
     (tmp_path/'runs'/'xquad-r'/'hybrid-s2'/'done.json').write_text('{}')   # a stale record counts as not finished
     assert write_reports(gf, tmp_path/'runs', tmp_path/'tables', tmp_path/'figures', n_perm=200)['progress']['finished'] == 2
 
@@ -142,7 +143,7 @@ def test_subset_and_stale_cells(tmp_path):
     older evaluator is kept but marked, and the grid re-runs it."""
     from hybrid_xir.aggregate import synthetic_runs, write_reports, collect_runs
     from hybrid_xir.grid import run_grid
-    from hybrid_xir.reports import results_block
+    from hybrid_xir.reports import results_block, headline_block
     gf = synthetic_runs(tmp_path/'runs', '[defaults]\ndatasets = ["xquad-r"]\nseeds = [1, 2]\n[main]\nmodels = ["pretrained", "hybrid"]\n')
     _edit_metrics(tmp_path/'runs', 'xquad-r/hybrid-s1', scope=dict(langs=['en'], limit=None, k_ap=None, full=False))
     _edit_metrics(tmp_path/'runs', 'xquad-r/hybrid-s2', evaluator=None, scope=None)      # written by evaluator 1
@@ -153,6 +154,7 @@ def test_subset_and_stale_cells(tmp_path):
     assert out['progress']['stale'] == ['xquad-r/hybrid-s2'] and out['progress']['partial'] == ['xquad-r/hybrid-s1']
     (tmp_path/'eval').mkdir()
     assert 'await re-evaluation since the tie fix' in results_block(tmp_path/'eval')
+    assert "1 of 2 finished cells still hold the earlier evaluator's numbers" in headline_block(tmp_path/'eval')
     todo, _ = run_grid(gf, tmp_path/'runs', dry_run=True, progress=False)
     assert todo == ['lareqa:xquad-r/hybrid-s2']      # the stale cell is re-run (the partial one is finished: its params match)
 
@@ -161,12 +163,13 @@ def test_smoke_grid_tables_are_never_published(tmp_path):
     import json, pytest
     from hybrid_xir.core import HybridXirError
     from hybrid_xir.aggregate import synthetic_runs, write_reports
-    from hybrid_xir.reports import results_block
+    from hybrid_xir.reports import results_block, headline_block
     gf = synthetic_runs(tmp_path/'runs', '[defaults]\ndatasets = ["xquad-r"]\nseeds = [1]\neval = { limit = 4 }\n[main]\nmodels = ["pretrained", "hybrid"]\n')
     out = write_reports(gf, tmp_path/'runs', tmp_path/'tables', tmp_path/'figures', n_perm=100)
     assert out['progress']['full_scope'] is False and len(out['runs']) == 2
     (tmp_path/'eval').mkdir()
-    with pytest.raises(HybridXirError, match='never published in the README'): results_block(tmp_path/'eval')
+    for block in (results_block, headline_block):
+        with pytest.raises(HybridXirError, match='never published in the README'): block(tmp_path/'eval')
 
 
 def test_a_model_is_never_trained_twice_at_once(tmp_path, monkeypatch):

@@ -95,6 +95,11 @@ def test_train_notebook_smoke(tmp_path):
         card = json.loads((rep/'card.json').read_text())
         assert card['train_steps'] == 2 and card['config']['mode'] == 'cross' and card['config']['seed'] == seed
         assert (rep/'loss.png').exists()
+        # the stored notebook reads cleanly: one final line per stage, no tqdm updates, no avoidable notices
+        nb = json.loads(out.read_text())
+        text = ''.join(''.join(o.get('text', '')) for c in nb['cells'] for o in c.get('outputs', []) if o.get('output_type') == 'stream')
+        assert 'PAD/BOS/EOS' not in text and 'IProgress' not in text and '%|' not in text, text[-2000:]
+        assert any(l.startswith('train: 2/2 step (100%) in ') for l in text.splitlines()), text[-2000:]
     finally:
         import shutil; shutil.rmtree(run_dir('xy@max_steps=2,batch_size=4,max_seq_length=24', 'mlqa-r', seed), ignore_errors=True)
 
