@@ -139,10 +139,10 @@ def run_eval(params=None, /, *, save=True, **kwargs):
 
 
 # %% ../nbs/04_reports.ipynb #713c1754
-def benchmark_eval(model='pretrained', dataset='xquad-r', data_dir=None, baseline_batch_size=64, limit=None, out=None):
+def benchmark_eval(model='pretrained', dataset='xquad-r', data_dir=None, baseline_batch_size=64, limit=None, out=None, langs=None):
     "Time a cold and a cached evaluation against a plain sentence-transformers encode of the same texts; returns a dict."
     import tempfile
-    data = load_lareqa(dataset, data_dir=data_dir)
+    data = load_lareqa(dataset, data_dir=data_dir, langs=langs)
     if limit: data = data.subset(int(limit))
     root = tempfile.mkdtemp(prefix='hybrid_xir_bench_')
     t = time.time(); enc = Encoder(model, cache_root=root, progress=False); load_s = time.time() - t

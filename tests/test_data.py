@@ -170,3 +170,18 @@ def test_wrong_field_types_give_one_clear_error(tmp_path, path, value, msg):
     node[path[-1]] = value
     _write(tmp_path, 'en', bad)
     with pytest.raises(DataError, match=msg): load_lareqa('xquad-r', data_dir=tmp_path, langs=['en'])
+
+def test_sample_dataset_is_parallel_and_never_full(tmp_path):
+    "The synthetic sample of the examples: real layout, parallel ids, no pinned-file warning, never a full run."
+    import warnings
+    from hybrid_xir.data import write_sample_lareqa, load_lareqa
+    from hybrid_xir.core import DataError
+    write_sample_lareqa(tmp_path, 'mlqa-r', langs=('en', 'es', 'zh'), n_towns=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')                 # a pinned-checksum warning would fail here
+        d = load_lareqa('mlqa-r', data_dir=tmp_path, langs=['en', 'es', 'zh'])
+    assert d.sample and not d.full and not d.subset(2).full
+    assert len(d.questions) == 36 and d.questions.groupby('qid').lang.nunique().eq(3).all()
+    rel = d.answers.merge(d.candidates, left_on='cand', right_index=True, suffixes=('', '_c'))
+    assert (rel.lang == rel.lang_c).all() and len(rel) == 36
+    with pytest.raises(DataError, match='no sample text'): write_sample_lareqa(tmp_path, langs=('xx',))
