@@ -87,7 +87,10 @@ def test_cli_interrupt_is_one_line(tmp_path):
     code = 'import sys; from hybrid_xir.cli import main; sys.exit(main(sys.argv[1:]))'
     p = subprocess.Popen([sys.executable, '-c', code, 'eval', '--dataset', 'mlqa-r', '--no-progress', '--out-dir', str(tmp_path)],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
-                         env=dict(os.environ, HYBRID_XIR_CACHE=str(tmp_path/'cache'), PYTHONWARNINGS='ignore'))
+                         env=dict(os.environ, HYBRID_XIR_CACHE=str(tmp_path/'cache'), PYTHONWARNINGS='ignore'),
+                         # a background job of a non-interactive shell (CI run as `cmd &`) inherits SIGINT as ignored, and
+                         # Python keeps an ignored SIGINT: give the child the default disposition that a terminal would
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     model = tmp_path/'cache'/'models'/'e5-small-original'
     for _ in range(240):                   # imports and conversion of the embedded model into the empty cache (one line)
         if (model/'hybrid_xir_conversion.json').exists() or p.poll() is not None: break
