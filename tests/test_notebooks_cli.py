@@ -72,6 +72,7 @@ def test_cli_bad_parameters_fail_before_any_work(args, msg, tmp_path, capsys, mo
     from hybrid_xir.cli import main
     from hybrid_xir.core import cache_dir
     monkeypatch.setenv('HYBRID_XIR_OUT', str(tmp_path/'out'))
+    monkeypatch.setenv('HYBRID_XIR_CACHE', str(tmp_path/'cache'))   # its own cache: other test workers train into the shared one
     runs = set(cache_dir('runs').iterdir())
     t = time.time()
     assert main(['eval', *args, '--no-progress']) == 2
