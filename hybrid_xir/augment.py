@@ -33,12 +33,13 @@ class Decoding:
     top_k: int = 0
     top_p: float = 1.0
     temperature: float = 1.0
-    max_new_tokens: int = 128
+    max_new_tokens: int | None = 128      # None: follows the input (twice its longest text in tokens, + 16)
     seed: int = 0
 
     def __post_init__(self):
         if self.method not in ('beam', 'greedy', 'sample', 'noised_beam'):
             raise AugmentError(f"decoding method must be 'beam', 'greedy', 'sample' or 'noised_beam', not {self.method!r}")
+        if self.max_new_tokens is not None and self.max_new_tokens < 1: raise AugmentError(f"max_new_tokens must be None or >= 1, got {self.max_new_tokens}")
         if self.n < 1: raise AugmentError(f"n must be at least 1, got {self.n}")
         if self.method in ('beam', 'noised_beam') and self.n > self.num_beams:
             raise AugmentError(f"{self.method}: n={self.n} variants need num_beams >= n (got {self.num_beams})")
@@ -170,7 +171,7 @@ class HFSeq2SeqTranslator:
         tok, model, dev = self._load(self._path(src, tgt))
         kw = decoding.generate_kwargs()
         max_pos = getattr(model.config, 'max_position_embeddings', None) or 1 << 20    # neither side may outgrow the positions
-        kw['max_new_tokens'] = min(kw['max_new_tokens'], max_pos - 2)
+        follow = kw['max_new_tokens'] is None     # the cap follows each batch's longest input: passages are not cut short
         max_in = min(max_pos, tok.model_max_length or max_pos)
         if self.family == 'nllb':
             tok.src_lang = lang_code('nllb', src)
@@ -185,6 +186,7 @@ class HFSeq2SeqTranslator:
         for b in range(0, len(texts), self.batch_size):
             idx = order[b:b + self.batch_size]
             enc = tok([texts[i] for i in idx], return_tensors='pt', padding=True, truncation=True, max_length=max_in).to(dev)
+            kw['max_new_tokens'] = min(2 * enc['input_ids'].shape[1] + 16 if follow else decoding.max_new_tokens, max_pos - 2)
             with torch.inference_mode(): gen = model.generate(**enc, **kw)
             dec = tok.batch_decode(gen, skip_special_tokens=True)
             for j, i in enumerate(idx):
@@ -413,8 +415,10 @@ def back_translate(items, routes, decoding=Decoding('greedy'), fields=('query',)
     aug = pd.concat([base, pd.DataFrame(rows, columns=base.columns)], ignore_index=True) if rows else base
     return aug, pd.DataFrame(report)
 
-def translate_train(items, routes, decoding=Decoding('greedy'), cache=None, progress=True):
-    "(items plus X -> Y copies, report): `routes` {(src, tgt): translator}; copies join the source's group."
+def translate_train(items, routes, decoding=Decoding('greedy', max_new_tokens=None), cache=None, progress=True):
+    """(items plus X -> Y copies, report): `routes` {(src, tgt): translator}; copies join the source's group. The query,
+    the positive and the first hard negative are translated (a copy keeps a hard negative when its source has one);
+    the default decoding's length cap follows the input, so that passages are not truncated."""
     cache = TranslationCache() if cache is None else cache
     base = items.reset_index(drop=True).copy()
     if 'origin' not in base: base['origin'] = 'original'
@@ -424,12 +428,17 @@ def translate_train(items, routes, decoding=Decoding('greedy'), cache=None, prog
         if not len(src): continue
         q = translate_cached(tr, src['query'].tolist(), s, t, decoding, cache, progress=progress)
         p = translate_cached(tr, src['positive'].tolist(), s, t, decoding, cache, progress=progress)
-        ok = 0
-        for (_, r), qs, ps in zip(src.iterrows(), q, p):
+        has_neg = [len(n) > 0 for n in src['negatives']]
+        negs = iter(translate_cached(tr, [n[0] for n in src['negatives'] if len(n)], s, t, decoding, cache, progress=progress)
+                    if any(has_neg) else [])
+        ok = with_neg = 0
+        for (_, r), qs, ps, hn in zip(src.iterrows(), q, p, has_neg):
+            n = next(negs)[0] if hn else None
             if is_degenerate(qs[0]) or is_degenerate(ps[0]): continue
-            x = r.copy(); x['lang'], x['query'], x['positive'], x['negatives'], x['origin'] = t, qs[0], ps[0], [], f'tt:{s}>{t}'
-            new.append(x); ok += 1
-        report.append(dict(src=s, tgt=t, translator=tr.ident, sources=len(src), kept=ok))
+            n = [n] if n is not None and not is_degenerate(n) else []
+            x = r.copy(); x['lang'], x['query'], x['positive'], x['negatives'], x['origin'] = t, qs[0], ps[0], n, f'tt:{s}>{t}'
+            new.append(x); ok += 1; with_neg += bool(n)
+        report.append(dict(src=s, tgt=t, translator=tr.ident, sources=len(src), kept=ok, with_hard_negative=with_neg))
     out = pd.concat([base, pd.DataFrame(new, columns=base.columns)], ignore_index=True) if new else base
     return out, pd.DataFrame(report)
 

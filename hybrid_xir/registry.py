@@ -59,6 +59,8 @@ class TrainConfig:
     en_sources: tuple = ('mrtydi', 'mfaq')   # English-only sets
     source_max_items: int = -1             # items per QA / English source (-1: all)
     tt_translator: str = 'facebook/nllb-200-distilled-600M'   # translate-train of the QA sets (HF seq2seq id or directory)
+    draw: str = 'language'                 # batch language and dataset: 'language' (the paper's: language uniform, then dataset by size) or 'dataset' (dataset first)
+    dataset_sizes: str = 'data'            # sampler weights: 'data' (counted in the loaded data; mMARCO by triples) or 'table9' (the paper's Table 9 sizes)
     validation: str = 'split'              # 'split' (val_frac of the training groups) or 'squadshifts' (the paper's early stopping set)
 
     def __post_init__(self):
@@ -77,7 +79,8 @@ class TrainConfig:
         num('max_negatives', 0, integer=True); num('val_batches', 1, integer=True); num('max_steps', -1, integer=True)
         if self.max_steps == 0: bad.append("max_steps must be -1 (use epochs) or at least 1, got 0")
         choices = dict(mode=('mono', 'cross', 'hybrid'), loss=('mnrl', 'cached_mnrl'), eval_dataset=('xquad-r', 'mlqa-r'),
-                       train_data=('lareqa', 'paper'), validation=('split', 'squadshifts'))
+                       train_data=('lareqa', 'paper'), validation=('split', 'squadshifts'),
+                       draw=('language', 'dataset'), dataset_sizes=('data', 'table9'))
         for name, ok in choices.items():
             if getattr(self, name) not in ok: bad.append(f"{name} must be one of {', '.join(ok)}, got {getattr(self, name)!r}")
         for name in ('freeze_embeddings', 'bf16', 'bt_every_lang'):
@@ -95,7 +98,8 @@ class TrainConfig:
             bad.append(f"bt_pivots must be ((lang, pivot), ...), got {self.bt_pivots!r}")
         if bad: raise ModelError("bad training configuration: " + '; '.join(bad))
 
-CPU = dict(batch_size=32, max_seq_length=64, max_steps=150, freeze_embeddings=True, eval_steps=50)
+# draw='dataset': the sampler that produced the offline grid's committed results (the paper's is draw='language')
+CPU = dict(batch_size=32, max_seq_length=64, max_steps=150, freeze_embeddings=True, eval_steps=50, draw='dataset')
 CONFIGS = {
     'xx': TrainConfig(mode='mono', **CPU),
     'xy': TrainConfig(mode='cross', **CPU),

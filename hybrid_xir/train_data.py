@@ -209,11 +209,14 @@ def _read_tsv(path, names):
 @_quiet
 def mmarco_items(langs=('en', 'de', 'es', 'ar', 'hi', 'vi', 'zh'), n_queries=10_000, root='unicamp-dl/mmarco',
                  revision=None, seed=0):
-    """Parallel training items from mMARCO: `n_queries` training queries (seeded sample of the small triples file),
-    each in every language of `langs`, with its positive passage and one hard negative (from the triples)."""
+    """Parallel training items from mMARCO: `n_queries` training queries (a seeded sample of the distinct queries of the
+    small triples file; None for all), each in every language of `langs`, with its first triple's positive passage and
+    hard negative. Column `triples` counts each query's triples in the file: the paper's Table 9 counts mMARCO by
+    triples (39.8M per language), and the sampler weighs the dataset by that count (`training_set.dataset_sizes`)."""
     bad = [l for l in langs if l not in MMARCO_LANGS]
     if bad: raise DataError(f"mMARCO has no language(s) {bad}; it has: {', '.join(MMARCO_LANGS)}")
     trip = _read_tsv(_hub_or_local(root, 'data/triples.train.ids.small.tsv', revision), ['qid', 'pos', 'neg']).to_pandas()
+    n_trip = trip.groupby('qid').size()
     trip = trip.drop_duplicates('qid')
     trip = trip.iloc[np.sort(np.random.default_rng(seed).permutation(len(trip))[:n_queries])]
     qids, pids = set(trip.qid), set(trip.pos) | set(trip.neg)
@@ -225,8 +228,8 @@ def mmarco_items(langs=('en', 'de', 'es', 'ar', 'hi', 'vi', 'zh'), n_queries=10_
         qt = dict(zip(*q.filter(lambda b: [i in qids for i in b['id']], batched=True)[:].values()))
         ct = dict(zip(*c.filter(lambda b: [i in pids for i in b['id']], batched=True)[:].values()))
         frames.append(pd.DataFrame([dict(dataset='mmarco', group=f'mmarco:{r.qid}', lang=l, query=qt[r.qid], positive=ct[r.pos],
-                                         negatives=[ct[r.neg]] if r.neg in ct else [])
-                                    for r in trip.itertuples() if r.qid in qt and r.pos in ct], columns=ITEM_COLUMNS))
+                                         negatives=[ct[r.neg]] if r.neg in ct else [], triples=int(n_trip[r.qid]))
+                                    for r in trip.itertuples() if r.qid in qt and r.pos in ct], columns=ITEM_COLUMNS + ['triples']))
     return pd.concat(frames, ignore_index=True)
 
 # %% ../nbs/07_train_data.ipynb #ab646733

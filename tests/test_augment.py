@@ -222,8 +222,9 @@ def test_translate_train_adds_copies_to_groups(tmp_path):
     out, rep = translate_train(_items(), {('en', 'xx'): fake}, cache=TranslationCache(tmp_path/'c.sqlite'), progress=False)
     new = out[out.origin == 'tt:en>xx']
     assert len(new) == 4 and (new.lang == 'xx').all() and set(new.group) == {'g0', 'g1', 'g2', 'g3'}
-    assert new['query'].iat[0] == 'book? the wrote Who' and new.negatives.iat[0] == []
-    assert rep.kept.iat[0] == 4
+    # the copy keeps a hard negative: its source's first negative, translated
+    assert new['query'].iat[0] == 'book? the wrote Who' and new.negatives.iat[0] == ['0 neg en']
+    assert rep.kept.iat[0] == 4 and rep.with_hard_negative.iat[0] == 4
 
 def test_routing_errors():
     with pytest.raises(AugmentError, match='no translator for en->de'): pick_translator([Fake()], 'en', 'de')
