@@ -20,7 +20,7 @@ from .registry import MODEL_ORDER
 from .evaluate import EVALUATOR_VERSION
 from .grid import load_grid, grid_cells, cell_done, cell_stale, cell_params, grid_wall_time, run_grid
 from .params import ReportsParams, as_params
-from .paper import load_paper, paper_summary, beside_paper, with_paper_claims
+from .paper import load_paper, paper_summary, beside_paper, with_paper_claims, miracl_beside_paper
 
 # %% ../nbs/12_aggregate.ipynb #4b514f64
 def collect_runs(grid_file='reports/grid.toml', root='reports/runs'):
@@ -285,6 +285,11 @@ def _write_table(df, path, md_floatfmt='.1f', index=False, md=None):
     blank = df.astype(object).where(df.notna(), None)   # tabulate leaves None blank but prints a float NaN as "nan"
     write_text_atomic(blank.to_markdown(index=index, floatfmt=md_floatfmt, missingval='') + '\n', path.with_suffix('.md'))
 
+def _paper_root(tables, grid_file):
+    "The paper's tables (see 13_paper) beside the tables folder, or beside the grid file; None when neither has them."
+    src = load_grid(grid_file).get('source')
+    return next((p for p in (Path(tables).parent/'paper', Path(src).parent/'paper' if src else None) if p and p.exists()), None)
+
 def write_reports(grid_file='reports/grid.toml', root='reports/runs', tables='reports/tables', figures='reports/figures', n_perm=10_000):
     "Aggregate the grid's finished cells into tables (CSV + Markdown) and figures; returns the tables as a dict."
     runs = collect_runs(grid_file, root)
@@ -315,8 +320,7 @@ def write_reports(grid_file='reports/grid.toml', root='reports/runs', tables='re
             plot_alpha(at, figures/'alpha_sweep.png')
         out['claims'] = claims_table(runs, long, sig)
         # the paper's own numbers, beside ours (see 13_paper), when present: beside the tables, or beside the grid file
-        src = load_grid(grid_file).get('source')
-        paper_root = next((p for p in (tables.parent/'paper', Path(src).parent/'paper' if src else None) if p and p.exists()), None)
+        paper_root = _paper_root(tables, grid_file)
         if paper_root is not None:
             paper = load_paper(paper_root)
             out['paper_summary'] = paper_summary(paper); _write_table(out['paper_summary'], tables/'paper_summary')
@@ -331,6 +335,13 @@ def write_reports(grid_file='reports/grid.toml', root='reports/runs', tables='re
         cols = [c for c in ('nDCG@10', 'R@100', 'MRR@10', 'AP', 'xx→en', 'en→xx') if c in ret.columns]
         t = ret.groupby(['dataset', 'model'], sort=False)[cols].mean().reset_index()
         out['retrieval'] = t; _write_table(t, tables/'retrieval')
+        paper_root = _paper_root(tables, grid_file)
+        if paper_root is not None and t.dataset.astype(str).str.startswith('miracl:').any():   # beside the paper's Tables 12-13
+            paper = load_paper(paper_root)
+            for metric in ('nDCG@10', 'R@100'):
+                if metric in t:
+                    out[f'miracl_{metric}_vs_paper'] = b = miracl_beside_paper(t, paper, metric)
+                    _write_table(b.round(6), tables/f"miracl_{metric.replace('@', '').lower()}_vs_paper", index=True)
     wt = grid_wall_time(root, grid_file)
     out['wall_time'] = wt; _write_table(wt, tables/'wall_time')
     return out
@@ -344,6 +355,9 @@ def run_reports(params=None, /, **kwargs):
         if not Path(p.hub_mirror).is_dir(): raise HybridXirError(f"hub mirror {p.hub_mirror} is not a directory")
         os.environ[HUB_MIRROR_ENV] = str(Path(p.hub_mirror).resolve())
     grid = load_grid(p.grid, p.override)
+    if p.preflight:
+        from hybrid_xir.preflight import preflight
+        return dict(ran=[], skipped=[], reports=None, preflight=preflight(grid))
     ran, skipped = [], []
     if not p.aggregate_only:
         ran, skipped = run_grid(grid, p.root, p.only.split(',') if p.only else None, dry_run=p.dry_run, workers=p.workers,

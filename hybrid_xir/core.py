@@ -7,9 +7,9 @@ Docs: https://hybrid-xir.github.io/hybrid_xir/core.html.md"""
 # %% auto #0
 __all__ = ['HUB_MIRROR_ENV', 'PROGRESS_ENV', 'PROGRESS_EVERY_ENV', 'HybridXirError', 'DataError', 'ModelError', 'check_int',
            'atomic_write', 'write_text_atomic', 'write_json_atomic', 'file_lock', 'atomic_dir', 'cache_dir',
-           'output_dir', 'hub_mirror', 'hub_local', 'hub_snapshot', 'text_hash', 'file_sha256', 'check_embeddings',
-           'peak_rss_mb', 'model_fingerprint', 'in_kernel', 'progress_mode', 'terminal_write', 'StageProgress',
-           'progress_bar']
+           'output_dir', 'hub_mirror', 'hub_local', 'hub_error_message', 'hub_snapshot', 'text_hash', 'file_sha256',
+           'check_embeddings', 'peak_rss_mb', 'model_fingerprint', 'in_kernel', 'progress_mode', 'terminal_write',
+           'StageProgress', 'progress_bar']
 
 # %% ../nbs/00_core.ipynb #c6085b5b
 import os, sys, time, json, hashlib, tempfile, shutil, contextlib, resource, warnings
@@ -150,6 +150,22 @@ def hub_local(repo, kind='model'):
                   f"{HUB_MIRROR_ENV} to fetch it from the hub")
     return p
 
+def hub_error_message(repo, kind, e, what=None):
+    """One line for a failed hub access: a gated repository (accept its terms, set HF_TOKEN), a missing one, a missing
+    file or revision, or no network; any other error as it came."""
+    name = type(e).__name__
+    url = f"https://huggingface.co/{'datasets/' if kind == 'dataset' else ''}{repo}"
+    s = str(e).split('\n')[0][:200]
+    if name == 'GatedRepoError' or any(x in str(e) for x in ('401', '403', 'gated')):
+        return (f"the hub {kind} {repo!r} is gated: accept its terms at {url} while logged in, then set HF_TOKEN (or run "
+                f"`hf auth login`) with a token of that account ({name})")
+    if name == 'RepositoryNotFoundError': return f"the hub {kind} {repo!r} does not exist or is private ({url}); check the id ({name})"
+    if name in ('EntryNotFoundError', 'RemoteEntryNotFoundError'): return f"the hub {kind} {repo!r} has no file {what or ''} ({name}: {s})"
+    if name == 'RevisionNotFoundError': return f"the hub {kind} {repo!r} has no such revision ({name}: {s})"
+    if name in ('LocalEntryNotFoundError', 'ConnectionError', 'OfflineModeIsEnabled'):
+        return f"cannot reach the hub for the {kind} {repo!r} (offline, or HF_HUB_OFFLINE=1); set a local hub mirror or go online ({name})"
+    return f"cannot fetch {what + ' from ' if what else ''}the hub {kind} {repo!r}: {name}: {s}"
+
 def hub_snapshot(repo, patterns=None, revision=None, kind='dataset'):
     "Local directory holding the files of hub repository `repo` matching `patterns`: the mirror's copy, or a hub snapshot."
     local = hub_local(repo, kind)
@@ -158,7 +174,7 @@ def hub_snapshot(repo, patterns=None, revision=None, kind='dataset'):
     try: return Path(snapshot_download(str(repo), repo_type=kind, revision=revision, allow_patterns=list(patterns) if patterns else None))
     except Exception as e:
         err = ModelError if kind == 'model' else DataError
-        raise err(f"cannot fetch the hub {kind} {repo!r}: {type(e).__name__}: {e}") from None
+        raise err(hub_error_message(repo, kind, e)) from None
 
 # %% ../nbs/00_core.ipynb #5496111c
 def text_hash(text, digest_size=16):

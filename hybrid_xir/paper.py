@@ -6,7 +6,7 @@ Docs: https://hybrid-xir.github.io/hybrid_xir/paper.html.md"""
 
 # %% auto #0
 __all__ = ['PAPER_FILES', 'PAPER_SOURCE', 'PAPER_SAMPLING', 'SAMPLING_ORDER', 'copy_paper_tables', 'load_paper', 'paper_summary',
-           'paper_per_language', 'beside_paper', 'paper_evidence', 'with_paper_claims']
+           'paper_per_language', 'beside_paper', 'miracl_beside_paper', 'paper_evidence', 'with_paper_claims']
 
 # %% ../nbs/13_paper.ipynb #a2d41a66
 import shutil
@@ -69,13 +69,35 @@ def beside_paper(ours, paper, dataset, metric):
     out = ours.join(p, how='left')
     return out.loc[[l for l in out.index if l != 'mean'] + (['mean'] if 'mean' in out.index else [])]
 
+# %% ../nbs/13_paper.ipynb #acc6b8dd
+def miracl_beside_paper(retrieval, paper, metric='nDCG@10'):
+    """Our MIRACL results (rows `dataset='miracl:<lang>'` of the retrieval table, in %, one column per model) beside the
+    paper's Table 12 (`metric='nDCG@10'`) or 13 (`'R@100'`), languages × columns, in %."""
+    m = paper['miracl'][paper['miracl'].metric == metric]
+    if not len(m): raise DataError(f"the paper's Tables 12-13 have no metric {metric!r}; they have {sorted(paper['miracl'].metric.unique())}")
+    p = m.pivot_table(index='lang', columns=['model', 'sampling'], values='value')
+    p = p[[(b, s) for b in ('XLM-R', 'LaBSE') for s in SAMPLING_ORDER if (b, s) in p.columns]]
+    p.columns = [f'paper {b} {s}' for b, s in p.columns]
+    p = 100 * p
+    r = retrieval[retrieval.dataset.astype(str).str.startswith('miracl:')]
+    ours = (r.assign(lang=r.dataset.str.split(':').str[1]).pivot_table(index='lang', columns='model', values=metric)
+            if len(r) and metric in r else pd.DataFrame(index=pd.Index([], name='lang')))
+    langs = [l for l in p.index if l not in ('mean', 'median')]
+    out = ours.reindex(langs).join(p.loc[langs], how='left')
+    stats = pd.DataFrame({c: [out[c].mean(), out[c].median()] for c in ours.columns}, index=['mean', 'median'])
+    out = pd.concat([out, stats.join(p.loc[['mean', 'median']])])
+    out.index.name = 'lang'
+    return out
+
 # %% ../nbs/13_paper.ipynb #c097fe51
 def _paper_value(paper, dataset, backbone, sampling, col):
-    t = paper['summary']
-    if col == 'rank dist': r = t[(t.metric == 'rank distance')]
-    else: r = t[(t.metric == 'mAP') & (t.setting == col.split()[0])]
-    r = r[(r.dataset == dataset) & (r.model == backbone) & (r.sampling == sampling)]
-    return float(r.value.iloc[0])
+    "The paper's mean for one cell: the unrounded `mean` row of Tables 3-8 (Tables 1-2's rounded value only without one)."
+    setting, metric = ('multi', 'rank distance') if col == 'rank dist' else (col.split()[0], 'mAP')
+    for t in (paper['per_language'][paper['per_language'].lang == 'mean'], paper['summary']):
+        r = t[(t.metric == metric) & (t.dataset == dataset) & (t.model == backbone) & (t.sampling == sampling)]
+        if 'setting' in r and metric == 'mAP': r = r[r.setting == setting]
+        if len(r): return float(r.value.iloc[0])
+    raise DataError(f"the paper's tables have no {col} for {backbone} {sampling} on {dataset}")
 
 def paper_evidence(paper):
     """{claim: (the paper's verdict, its evidence)} for the claims of our claims table, decided by the same rule on the
@@ -86,16 +108,26 @@ def paper_evidence(paper):
     def value(b, d, s, col):
         if col == mean3: return np.mean([_paper_value(paper, d, b, s, c) for c in ('mono mAP', 'cross mAP', 'multi mAP')])
         return _paper_value(paper, d, b, s, col)
-    fmt = lambda v, col: f"{v:.1f}" if col == 'rank dist' else f"{100 * v:.1f}"
+    fmt = lambda v, col: f"{v:.1f}" if col == 'rank dist' else f"{100 * v:.2f}"
     def decide(test, col, samplings=SAMPLING_ORDER):
-        hits, ev = 0, []
+        hits, ties, ev = 0, 0, []
         for b, d in combos:
             vals = {s: value(b, d, s, col) for s in samplings}
-            hits += bool(test(vals))
-            ev.append(f"{b} {d}: " + ', '.join(f"{s} {fmt(v, col)}" for s, v in vals.items()))
-        verdict = 'supported' if hits == len(combos) else 'not supported' if hits == 0 else f'mixed ({hits} of {len(combos)})'
+            r = test(vals)                     # True, False or 'tie'
+            r = r if isinstance(r, str) else bool(r)
+            hits += r is True; ties += r == 'tie'
+            ev.append(f"{b} {d}: " + ', '.join(f"{s} {fmt(v, col)}" for s, v in vals.items()) + (' (tie)' if r == 'tie' else ''))
+        n = len(combos)
+        verdict = ('supported' if hits == n else 'not supported' if hits == 0 and not ties else
+                   f'mixed ({hits} of {n}' + (f', {ties} tied' if ties else '') + ')')
         return verdict, f"{col}; " + '; '.join(ev)
-    best = lambda s: (lambda v: max(v, key=v.get) == s)
+    def best(s):
+        "s is strictly best: True; tied for best: 'tie'; else False."
+        def test(v):
+            top = max(v.values())
+            if v[s] < top: return False
+            return 'tie' if sum(x == top for x in v.values()) > 1 else True
+        return test
     both = decide(lambda v: v['hybrid'] > max(v['X-X-mono'], v['X-Y']), mean3)
     na = 'not reported'
     return {

@@ -174,6 +174,9 @@ class ReportsParams(Params):
     workers: int | None = param(None, 'run cells concurrently on a local Dask cluster of this many worker processes (one cell '
                                       'each; on GPUs use scheduler with one worker per GPU); None: one after another')
     scheduler: str | None = param(None, 'address of a running Dask scheduler (dask-cuda, dask-jobqueue SLURMCluster) to run the cells on')
+    preflight: bool = param(False, "resolve every model, dataset and translator of the grid from metadata and a few rows, print "
+                                   "what will be read, the planned steps per cell and the GPU-hour estimate, and stop (exit 1 "
+                                   "when a source is broken); grids that read the hub run it anyway before training")
     hub_mirror: str | None = param(None, 'a local directory laid out like the Hugging Face hub (<org>/<name>/...) that '
                                          'replaces the hub for every model and dataset (see hybrid_xir.standins)')
 

@@ -116,7 +116,8 @@ def write_parquet_split(root, repo, config, split, df):
     df.to_parquet(d/'0000.parquet')
 
 def write_qa_sources(root, n=12):
-    "Every `HUB_QA_SOURCES` repository with `n` rows, each with the columns its dataset card lists."
+    """Every `HUB_QA_SOURCES` repository with `n` rows, each with the columns its dataset card lists: a parquet split in
+    the hub's conversion layout, or the raw files a loading script reads."""
     ctx = lambda i: f"This is a passage about entity number {i}. {_a(i)} Nothing else is known about it."
     tables = {
         'wikiqa': pd.DataFrame([dict(question_id=f'Q{i}', question=_q(i), document_title=f'Entity {i}', answer=a, label=l)
@@ -139,7 +140,17 @@ def write_qa_sources(root, n=12):
     }
     for name, df in tables.items():
         s = HUB_QA_SOURCES[name]
-        write_parquet_split(root, s['repo'], s['config'], s['split'], df)
+        if 'files' in s or 'url' in s:           # loading-script sources: the raw files their loader reads
+            recs = json.loads(df.to_json(orient='records'))
+            files = [s['url'].rsplit('/', 1)[1]] if 'url' in s else list(s['files'])
+            for k, f in enumerate(files):
+                part = recs[k::len(files)]
+                body = json.dumps(part) if 'url' in s else ''.join(json.dumps(r) + '\n' for r in part)
+                dest = Path(root)/s['repo']/f; dest.parent.mkdir(parents=True, exist_ok=True)
+                if f.endswith('.gz'):
+                    with gzip.open(dest, 'wt', encoding='utf-8') as g: g.write(body)
+                else: dest.write_text(body, encoding='utf-8')
+        else: write_parquet_split(root, s['repo'], s['config'], s['split'], df)
     return root
 
 def write_mmarco(root, langs=('en', 'ar', 'zh', 'de', 'es', 'ru', 'hi'), n=16):

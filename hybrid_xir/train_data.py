@@ -8,14 +8,14 @@ Docs: https://hybrid-xir.github.io/hybrid_xir/train_data.html.md"""
 __all__ = ['ITEM_COLUMNS', 'QA_SETS', 'MMARCO_LANGS', 'PARQUET_REVISION', 'HUB_QA_SOURCES', 'ZERO_SHOT_SOURCE',
            'items_from_lareqa', 'read_jsonl_items', 'write_jsonl_items', 'sentence_spans', 'items_from_qa',
            'read_squad_records', 'read_iapp_records', 'monolingual_qa_items', 'normalize_text', 'overlap_mask',
-           'overlap_report', 'drop_overlap', 'split_by_group', 'mmarco_items', 'read_hub_table', 'hub_qa_items',
-           'translate_train_items', 'training_items']
+           'overlap_report', 'drop_overlap', 'split_by_group', 'mmarco_items', 'source_files', 'hub_parquet_files',
+           'read_hub_table', 'hub_qa_items', 'qa_items_from_table', 'translate_train_items', 'training_items']
 
 # %% ../nbs/07_train_data.ipynb #0a4f56ff
 import json, re, unicodedata
 from pathlib import Path
 import numpy as np, pandas as pd
-from .core import DataError, write_text_atomic, hub_local, hub_snapshot
+from .core import DataError, write_text_atomic, hub_local, hub_snapshot, hub_error_message
 from .data import load_lareqa, LareqaData
 
 # %% ../nbs/07_train_data.ipynb #d0f83dbf
@@ -184,7 +184,7 @@ def _hub_or_local(root, rel, revision=None):
     if local is not None: return _hub_or_local(local, rel)
     from huggingface_hub import hf_hub_download
     try: return hf_hub_download(str(root), rel, repo_type='dataset', revision=revision)
-    except Exception as e: raise DataError(f"cannot fetch {rel} from the hub dataset {root!r}: {e}") from None
+    except Exception as e: raise DataError(hub_error_message(root, 'dataset', e, rel)) from None
 
 def _quiet(f):
     "Run `f` with HF datasets' own progress bars off (small files and filters: a bar per call would only be noise)."
@@ -235,32 +235,84 @@ def mmarco_items(langs=('en', 'de', 'es', 'ar', 'hi', 'vi', 'zh'), n_queries=10_
 # %% ../nbs/07_train_data.ipynb #ab646733
 PARQUET_REVISION = 'refs/convert/parquet'
 
-HUB_QA_SOURCES = {  # name: where it is and the columns we read; each layout as given by the dataset's card on the hub
-    'wikiqa': dict(repo='microsoft/wiki_qa', config='default', split='train',            # card: question_id, question, document_title, answer, label
+# Each source as its public card or loader describes it (checked page: `hybrid_xir.preflight.SOURCE_PAGES`). Plain data
+# repositories are read from the hub's parquet conversion (`config`/`split`); loading-script datasets, which the hub no
+# longer converts (the dataset viewer stopped running scripts in Oct 2023; `datasets` 4 cannot run them), from the raw
+# files their loader script downloads (`files`: paths in the repository, or `url`), JSON lines or a JSON array.
+HUB_QA_SOURCES = {
+    'wikiqa': dict(repo='microsoft/wiki_qa', config='default', split='train',            # card: question_id, question, document_title, answer, label (0/1)
                    columns=('question_id', 'question', 'answer', 'label')),
     'duorc': dict(repo='ibm/duorc', config='SelfRC', split='train',                       # card: plot_id, plot, title, question_id, question, answers, no_answer
                   columns=('question_id', 'question', 'plot', 'answers', 'no_answer')),
     'newsqa': dict(repo='lucadiliello/newsqa', config='default', split='train',            # card: context, question, answers, key, labels
                    columns=('key', 'question', 'context', 'answers')),
-    'nq': dict(repo='sentence-transformers/natural-questions', config='default', split='train',   # card: query, answer
+    'nq': dict(repo='sentence-transformers/natural-questions', config='pair', split='train',   # card: one config, pair (query, answer)
                columns=('query', 'answer')),
-    'yahoo_qa': dict(repo='community-datasets/yahoo_answers_qa', config='yahoo_answers_qa', split='train',   # card: id, question, answer, nbestanswers, main_category
-                     columns=('id', 'question', 'answer')),
-    'mrtydi': dict(repo='castorini/mr-tydi', config='english', split='train',              # card: query_id, query, positive_passages, negative_passages
-                   columns=('query_id', 'query', 'positive_passages', 'negative_passages')),
-    'mfaq': dict(repo='clips/mfaq', config='en', split='train',                            # card: id, language, num_pairs, domain, qa_pairs[question, answer, language]
-                 columns=('id', 'qa_pairs')),
-    'squadshifts': dict(repo='lmqg/qa_squadshifts', config='all', split='validation',      # card: id, title, context, question, answers{text, answer_start}
+    'yahoo_qa': dict(repo='nfL6/yahoo_answers_qa', config='yahoo_answers_qa', split='train',   # loader yahoo_answers_qa.py: a gzipped JSON array
+                     url='https://ciir.cs.umass.edu/downloads/nfL6/nfL6.json.gz', columns=('id', 'question', 'answer')),
+    'mrtydi': dict(repo='castorini/mr-tydi', config='english', split='train',              # loader mr-tydi.py: mrtydi-v1.1-<lang>/<split>.jsonl.gz
+                   files=('mrtydi-v1.1-english/train.jsonl.gz',), columns=('query_id', 'query', 'positive_passages', 'negative_passages')),
+    'mfaq': dict(repo='clips/mfaq', config='en', split='train',                            # loader mfaq.py: data/<lang>/train.jsonl, one FAQ page a line
+                 files=('data/en/train.jsonl',), columns=('id', 'qa_pairs')),
+    'squadshifts': dict(repo='lmqg/qa_squadshifts', config='all', split='validation',      # raw data/<domain>.<split>.jsonl ('all' = the four domains)
+                        files=tuple(f'data/{d}.validation.jsonl' for d in ('amazon', 'new_wiki', 'nyt', 'reddit')),
                         columns=('id', 'question', 'context', 'answers')),
 }
 
+def _read_json_records(path, n=None):
+    "Records of a JSON-lines file or a JSON array (optionally gzipped); the first `n` only when given."
+    import gzip, itertools
+    opener = gzip.open if str(path).endswith('.gz') else open
+    try:
+        with opener(path, 'rt', encoding='utf-8') as f:
+            head = f.read(1); f.seek(0)
+            if head == '[': recs = json.load(f)
+            else: recs = [json.loads(l) for l in itertools.islice((l for l in f if l.strip()), n)]
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DataError(f"{path}: not readable as JSON lines or a JSON array ({type(e).__name__}: {e})") from None
+    return recs[:n] if n is not None else recs
+
+def _url_file(repo, url):
+    "The file at `url` (a source outside the hub): the mirror's `<repo>/<file name>`, else downloaded once into the cache."
+    name = url.rsplit('/', 1)[1]
+    local = hub_local(repo, 'dataset')
+    if local is not None:
+        if not (local/name).exists(): raise DataError(f"the hub mirror's {repo} lacks {name} (the copy of {url})")
+        return local/name
+    from .core import cache_dir, atomic_write
+    dest = cache_dir('downloads', repo.replace('/', '--'))/name
+    if not dest.exists():
+        import urllib.request
+        try:
+            with urllib.request.urlopen(url, timeout=60) as r, atomic_write(dest) as f:
+                while chunk := r.read(1 << 20): f.write(chunk)
+        except OSError as e: raise DataError(f"cannot download {url} ({repo}'s data): {e}") from None
+    return dest
+
+def source_files(name):
+    "Local paths of the raw files of a loading-script source (`files` in its repository, or its `url`)."
+    s = HUB_QA_SOURCES[name]
+    if 'url' in s: return [_url_file(s['repo'], s['url'])]
+    return [Path(_hub_or_local(s['repo'], f)) for f in s['files']]
+
+def hub_parquet_files(repo, config='default', split='train', revision=PARQUET_REVISION, name=None):
+    """The parquet files of one split of the hub's parquet conversion (`<config>/<split>/*.parquet`; a split over 5 GB is
+    converted in part only, as `<config>/partial-<split>/`), from the local hub mirror or the hub."""
+    d = Path(hub_snapshot(repo, [f'{config}/{split}/*.parquet', f'{config}/partial-{split}/*.parquet'], revision))
+    files = sorted((d/config/split).glob('*.parquet')) or sorted((d/config/f'partial-{split}').glob('*.parquet'))
+    if not files:
+        have = sorted(str(x.relative_to(d)) for x in d.glob('*/*') if x.is_dir())
+        raise DataError(f"{name or repo}: no {config}/{split}/*.parquet (nor {config}/partial-{split}/) in the parquet conversion of "
+                        f"{repo}; it has {', '.join(have) or 'nothing'}: check the config and split")
+    return files
+
 def read_hub_table(repo, config='default', split='train', columns=None, revision=PARQUET_REVISION, name=None):
-    """A split of a hub dataset as a DataFrame, from the hub's parquet conversion (or the local hub mirror's copy of it).
-    A missing column is one error naming the dataset and the column."""
-    d = hub_snapshot(repo, [f'{config}/{split}/*.parquet'], revision)
-    files = sorted((Path(d)/config/split).glob('*.parquet'))
-    if not files: raise DataError(f"{name or repo}: no {config}/{split}/*.parquet files in {d} (expected the hub's parquet conversion of {repo})")
-    df = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+    """A split of a hub dataset as a DataFrame: the raw files of a loading-script source (`source_files`), else the hub's
+    parquet conversion (or the local hub mirror's copy of either). A missing column is one error naming the dataset
+    and the column."""
+    s = HUB_QA_SOURCES.get(name, {})
+    if 'files' in s or 'url' in s: df = pd.DataFrame([r for f in source_files(name) for r in _read_json_records(f)])
+    else: df = pd.concat([pd.read_parquet(f) for f in hub_parquet_files(repo, config, split, revision, name)], ignore_index=True)
     miss = [c for c in (columns or ()) if c not in df.columns]
     if miss: raise DataError(f"{name or repo} ({repo}, {config}/{split}): missing column(s) {', '.join(miss)}; it has "
                              f"{', '.join(map(str, df.columns))}. The dataset's schema has changed: update HUB_QA_SOURCES")
@@ -278,13 +330,25 @@ def hub_qa_items(name, max_items=None, seed=0, max_negatives=1):
     "English training items of the hub source `name` (see `HUB_QA_SOURCES`), `max_items` of them at most (a seeded sample)."
     if name not in HUB_QA_SOURCES: raise DataError(f"unknown hub QA source {name!r}; known: {', '.join(HUB_QA_SOURCES)}")
     s = HUB_QA_SOURCES[name]
-    df = read_hub_table(s['repo'], s['config'], s['split'], s['columns'], name=name)
+    items = qa_items_from_table(name, read_hub_table(s['repo'], s['config'], s['split'], s['columns'], name=name), max_negatives)
+    if max_items is not None and 0 <= max_items < len(items):
+        items = items.iloc[np.sort(np.random.default_rng(seed).permutation(len(items))[:max_items])].reset_index(drop=True)
+    return items
+
+def qa_items_from_table(name, df, max_negatives=1):
+    """English training items of hub source `name` from its table `df` (whole, or the first rows, as the preflight reads
+    it). Values that are not what the source's card describes (string labels, a list where a struct belongs) are one
+    `DataError` naming the source, and so is a table that yields no item."""
+    s = HUB_QA_SOURCES[name]
     rows = []
     def item(g, q, pos, negs=()):
         if isinstance(q, str) and isinstance(pos, str) and q.strip() and pos.strip():
             rows.append(dict(dataset=name, group=f'{name}:{g}', lang='en', query=q.strip(), positive=pos.strip(),
                              negatives=[n for n in negs if isinstance(n, str) and n.strip()][:max_negatives]))
     if name == 'wikiqa':
+        if not pd.api.types.is_integer_dtype(df.label) and not pd.api.types.is_bool_dtype(df.label):
+            raise DataError(f"wikiqa ({s['repo']}): column label must hold integers 0/1 (its card's ClassLabel), got "
+                            f"{df.label.dtype} values such as {df.label.iloc[:3].tolist()}. The dataset's schema has changed")
         for qid, g in df.groupby('question_id', sort=False):
             pos, neg = g[g.label == 1].answer.tolist(), g[g.label != 1].answer.tolist()
             if pos: item(qid, g.question.iat[0], pos[0], neg)
@@ -297,24 +361,31 @@ def hub_qa_items(name, max_items=None, seed=0, max_negatives=1):
             if p is not None: item(r.query_id, r.query, p['text'], [n['text']] if n is not None else [])
     elif name == 'mfaq':
         for r in df.itertuples(index=False):
-            for j, qa in enumerate(r.qa_pairs if r.qa_pairs is not None else []): item(f'{r.id}:{j}', qa['question'], qa['answer'])
+            for j, qa in enumerate(r.qa_pairs if r.qa_pairs is not None else []):
+                if qa.get('language', 'en') == 'en': item(f'{r.id}:{j}', qa['question'], qa['answer'])   # per-pair language
     else:                        # extractive sets: the passage sentence that holds the answer
         ctx, qid = {'duorc': ('plot', 'question_id'), 'newsqa': ('context', 'key'), 'squadshifts': ('context', 'id')}[name]
         recs = []
-        for r in df.itertuples(index=False):
+        for i, r in enumerate(df.itertuples(index=False)):
             if name == 'duorc' and r.no_answer: continue
             if name == 'squadshifts':
                 a = r.answers
-                starts = a['answer_start'] if a is not None else []
-                if len(starts): recs.append((r.id, r.question, r.context, int(starts[0])))
+                if a is None: continue
+                if not isinstance(a, dict):
+                    raise DataError(f"squadshifts ({s['repo']}): column answers must be a struct {{text, answer_start}} (its card), "
+                                    f"got {type(a).__name__}: {str(a)[:80]}. The dataset's schema has changed")
+                starts = a.get('answer_start')
+                # its id is the paragraph's (process.py), shared by the paragraph's questions: add the row number
+                if starts is not None and len(starts): recs.append((f'{r.id}:{i}', r.question, r.context, int(starts[0])))
                 continue
             rec = _answer_record(getattr(r, qid), r.question, getattr(r, ctx), _first(r.answers))
             if rec: recs.append(rec)
         it = items_from_qa(recs, 'en', name, max_negatives)
         rows = it.to_dict('records')
     items = pd.DataFrame(rows, columns=ITEM_COLUMNS).drop_duplicates('group').reset_index(drop=True)
-    if max_items is not None and 0 <= max_items < len(items):
-        items = items.iloc[np.sort(np.random.default_rng(seed).permutation(len(items))[:max_items])].reset_index(drop=True)
+    if len(df) and not len(items):
+        raise DataError(f"{name} ({s['repo']}, {s['config']}/{s['split']}): {len(df)} rows but no training item: the columns "
+                        f"{', '.join(s['columns'])} are there, their values are not what its card describes")
     return items
 
 # %% ../nbs/07_train_data.ipynb #8c978f57
