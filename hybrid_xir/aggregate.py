@@ -21,6 +21,7 @@ from .evaluate import EVALUATOR_VERSION
 from .grid import load_grid, grid_cells, cell_done, cell_stale, cell_params, grid_wall_time, run_grid
 from .params import ReportsParams, as_params
 from .paper import load_paper, paper_summary, beside_paper, with_paper_claims, miracl_beside_paper
+from .preflight import preflight, check_grid_sources
 
 # %% ../nbs/12_aggregate.ipynb #4b514f64
 def collect_runs(grid_file='reports/grid.toml', root='reports/runs'):
@@ -355,11 +356,11 @@ def run_reports(params=None, /, **kwargs):
         if not Path(p.hub_mirror).is_dir(): raise HybridXirError(f"hub mirror {p.hub_mirror} is not a directory")
         os.environ[HUB_MIRROR_ENV] = str(Path(p.hub_mirror).resolve())
     grid = load_grid(p.grid, p.override)
-    if p.preflight:
-        from hybrid_xir.preflight import preflight
-        return dict(ran=[], skipped=[], reports=None, preflight=preflight(grid))
+    if p.preflight: return dict(ran=[], skipped=[], reports=None, preflight=preflight(grid))
     ran, skipped = [], []
     if not p.aggregate_only:
+        # a grid that reads the hub: every source resolves, or nothing runs (one line per broken one)
+        if not p.dry_run: check_grid_sources(grid)
         ran, skipped = run_grid(grid, p.root, p.only.split(',') if p.only else None, dry_run=p.dry_run, workers=p.workers,
                                 scheduler=p.scheduler)
     if p.dry_run: return dict(ran=ran, skipped=skipped, reports=None)

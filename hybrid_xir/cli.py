@@ -20,6 +20,7 @@ from .train import ensure_trained, run_train, train_report_dir
 from .training_set import run_augment
 from .benchmarks import run_retrieval_eval
 from .aggregate import run_reports
+from .preflight import preflight_report
 
 # %% ../nbs/05_cli.ipynb #dd998e49
 def _parser():
@@ -94,7 +95,6 @@ def _reports(a):
     p = ReportsParams.from_namespace(a)
     r = run_reports(p)
     if 'preflight' in r:
-        from hybrid_xir.preflight import preflight_report
         print(preflight_report(r['preflight']))
         return 1 if len(r['preflight']['broken']) else 0
     if not p.aggregate_only:

@@ -200,9 +200,6 @@ def run_grid(grid_file='reports/grid.toml', root='reports/runs', only=None, dry_
     todo = [c for c in cells if not cell_done(c, grid, root) or cell_stale(c, root)]
     skipped = [c.id for c in cells if c not in todo]
     if dry_run: return [f'{c.kind}:{c.id}' for c in todo], skipped
-    if todo:                     # a grid that reads the hub: every source resolves, or nothing runs (one line per broken one)
-        from hybrid_xir.preflight import check_grid_sources
-        check_grid_sources(grid)
     if workers or scheduler: return run_cells_on_dask(todo, grid, root, nbs, cwd, workers, scheduler, progress), skipped
     ran = []
     for c in progress_bar(todo, desc='grid cells', unit='cell', disable=not progress):

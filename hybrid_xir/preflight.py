@@ -18,7 +18,8 @@ from .core import HybridXirError, DataError, ModelError, hub_local, hub_mirror, 
 from .registry import CONFIGS, get_config, check_model_name, is_trained_name
 from .train_data import (HUB_QA_SOURCES, PARQUET_REVISION, MMARCO_LANGS, hub_parquet_files, qa_items_from_table,
                                   source_files, _read_json_records)
-from .training_set import TABLE9_SIZES
+from .training_set import TABLE9_SIZES, PAPER_BT_PIVOTS
+from .augment import translators_for, AugmentError
 from .grid import load_grid, grid_cells
 
 # %% ../nbs/15_preflight.ipynb #1557239a
@@ -158,7 +159,6 @@ def check_miracl(langs, split='dev'):
 
 def check_translator(model, src='en', tgts=()):
     "One row: the translator loads (its config) and translates `src` into every language of `tgts`."
-    from hybrid_xir.augment import translators_for, AugmentError
     try:
         tr = translators_for(model)[0]
         bad = [t for t in tgts if not tr.supports(src, t)]
@@ -193,7 +193,6 @@ def preflight_sources(grid):
         tgts = [l for l in cfg.qa_langs if l != 'en']
         if cfg.qa_sources and tgts: rows.append(check_translator(cfg.tt_translator, 'en', tgts))
         if any(c.trained and get_config(c.model).bt_pivots for c in cells):
-            from hybrid_xir.training_set import PAPER_BT_PIVOTS
             for l in sorted({*cfg.mmarco_langs, *cfg.qa_langs}):
                 if l in PAPER_BT_PIVOTS: rows.append(check_translator(cfg.translator or cfg.tt_translator, l, [PAPER_BT_PIVOTS[l]]) | {'what': f'back-translation {l}>{PAPER_BT_PIVOTS[l]}>{l}'})
     miracl = sorted({c.dataset.split(':', 1)[1] for c in cells if c.kind == 'retrieval' and c.dataset.startswith('miracl:')})
@@ -307,10 +306,10 @@ def preflight_report(res):
     from tabulate import tabulate
     s = res['sources'].assign(size=lambda d: d['size'].map(lambda v: '' if pd.isna(v) else f'{v:,.0f}'), detail=lambda d: d.detail.str[:90])
     out = ['sources (checked against the page named):', tabulate(s[['status', 'source', 'what', 'size', 'detail']], headers='keys', showindex=False, disable_numparse=True),
-           '', 'plan:', tabulate(res['plan'].drop(columns='variant').fillna(''), headers='keys', showindex=False, floatfmt='.0f')]
+           '', 'plan:', tabulate(res['plan'].drop(columns='variant').astype(object).fillna(''), headers='keys', showindex=False, floatfmt='.0f')]
     e = res['estimate']
     if len(e): out += ['', f"GPU-hours, estimated from FLOPs (not measured): {e.hours.sum():.1f} in all",
-                       tabulate(e.fillna(''), headers='keys', showindex=False, floatfmt='.2f')]
+                       tabulate(e.astype(object).fillna(''), headers='keys', showindex=False, floatfmt='.2f')]
     out += [f"BROKEN: {r.source} ({r.what}): {r.detail}" for r in res['broken'].itertuples()]
     return '\n'.join(out)
 

@@ -15,7 +15,7 @@ __all__ = ['ITEM_COLUMNS', 'QA_SETS', 'MMARCO_LANGS', 'PARQUET_REVISION', 'HUB_Q
 import json, re, unicodedata
 from pathlib import Path
 import numpy as np, pandas as pd
-from .core import DataError, write_text_atomic, hub_local, hub_snapshot, hub_error_message
+from .core import DataError, write_text_atomic, hub_local, hub_snapshot, hub_error_message, cache_dir, atomic_write
 from .data import load_lareqa, LareqaData
 
 # %% ../nbs/07_train_data.ipynb #d0f83dbf
@@ -279,7 +279,6 @@ def _url_file(repo, url):
     if local is not None:
         if not (local/name).exists(): raise DataError(f"the hub mirror's {repo} lacks {name} (the copy of {url})")
         return local/name
-    from .core import cache_dir, atomic_write
     dest = cache_dir('downloads', repo.replace('/', '--'))/name
     if not dest.exists():
         import urllib.request
