@@ -177,7 +177,8 @@ def _cap(n): return None if n is None or n < 0 else n
 
 def recipe_config(grid):
     "The `TrainConfig` every trained cell of `grid` shares (the grid's train defaults on `hybrid`)."
-    return get_config('hybrid', **load_grid(grid).get('train', {}))
+    tr = load_grid(grid).get('train', {})
+    return get_config('hybrid', **{k: tuple(v) if isinstance(v, list) else v for k, v in tr.items()})   # TOML lists: tuples
 
 def preflight_sources(grid):
     "Rows, one per source the grid reads (models, datasets, translators), each resolved from metadata and a few rows."
