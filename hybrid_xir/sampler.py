@@ -89,9 +89,9 @@ class HybridBatchSampler:
             if draw == 'language' and not fill['cross']:
                 raise SamplerError(f"batch_size {batch_size} is larger than the number of multi-language groups with any one "
                                    f"query language ({max(len(v) for v in self.cross_groups.values())}); X-Y batches cannot be filled")
-        # the draw, per kind: a list of ((dataset, language), probability)
-        self.choices = {k: self._choices(fill[k]) for k in fill}
-        if draw == 'language': n = sum(n_groups.values())     # one step budget for every mode
+        if draw == 'language':     # per kind, a list of ((dataset, language), probability); one step budget for every mode
+            self.choices = {k: self._choices(fill[k]) for k in fill}
+            n = sum(n_groups.values())
         else:                  # the sampler of the offline grid's committed results, kept exactly: datasets that can fill the kinds used
             self.fill_langs = {d: sorted(l for dd, l in fill['mono'] if dd == d) for d in self.datasets}
             self.cross_by_ds = {d: sorted({g for (dd, _), gs in self.cross_groups.items() if dd == d for g in gs}, key=str)
@@ -106,21 +106,12 @@ class HybridBatchSampler:
         self.batches_per_epoch = batches_per_epoch or max(1, n // batch_size)
 
     def _choices(self, fillable):
-        "[((dataset, language), p)] for the fillable (dataset, language) pairs of one kind, under `self.draw`."
-        if not fillable: return []
-        out = {}
-        if self.draw == 'language':
-            langs = sorted({l for _, l in fillable})
-            for l in langs:
-                ds = sorted(d for d, ll in fillable if ll == l)
-                tot = sum(self.sizes[d] for d in ds)
-                for d in ds: out[(d, l)] = self.sizes[d] / tot / len(langs)
-        else:
-            ds = sorted({d for d, _ in fillable})
+        "draw='language': [((dataset, language), p)] for the fillable (dataset, language) pairs of one kind."
+        out, langs = {}, sorted({l for _, l in fillable})
+        for l in langs:
+            ds = sorted(d for d, ll in fillable if ll == l)
             tot = sum(self.sizes[d] for d in ds)
-            for d in ds:
-                ls = sorted(l for dd, l in fillable if dd == d)
-                for l in ls: out[(d, l)] = self.sizes[d] / tot / len(ls)
+            for d in ds: out[(d, l)] = self.sizes[d] / tot / len(langs)
         return sorted(out.items())
 
     def __len__(self): return self.batches_per_epoch - self._skip
