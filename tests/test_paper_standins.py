@@ -93,14 +93,25 @@ class IdentityTranslator(TagTranslator):
     ident = 'test:identity'
     def translate(self, texts, s, t, decoding=None): return [[x] for x in texts]
 
+class EmptyTranslator(TagTranslator):
+    "A planted fault: returns nothing."
+    ident = 'test:empty'
+    def translate(self, texts, s, t, decoding=None): return [[''] for x in texts]
+
+class ConstantTranslator(TagTranslator):
+    "A planted fault: the same sentence for every input."
+    ident = 'test:constant'
+    def translate(self, texts, s, t, decoding=None): return [[f'[{t}] the same sentence every time'] for x in texts]
+
 QA_LANGS = ('en', 'ar', 'zh', 'de', 'es', 'ru', 'th', 'tr', 'hi')
 
 def _translations_ok(items, langs=QA_LANGS):
     "Every translated copy differs from its source, is non-empty, and the copies are varied; every target language has some."
     tt = items[items.origin.str.startswith('tt:')]
     src = items[items.origin == 'original'].set_index(['dataset', 'group'])['query']
+    assert len(tt), 'no translation survived (empty or degenerate outputs)'
     same = [q == src.get((d, g)) for d, g, q in zip(tt.dataset, tt.group, tt['query'])]
-    assert len(tt) and not any(same), f'{sum(same)} of {len(tt)} translations equal their source'
+    assert not any(same), f'{sum(same)} of {len(tt)} translations equal their source'
     assert (tt['query'].str.strip() != '').all()
     rate = tt.groupby(['dataset', 'lang'])['query'].agg(lambda x: x.nunique() / len(x))
     assert (rate > 0.9).all(), f'translations are nearly constant: {rate.min():.2f} distinct'
@@ -115,9 +126,13 @@ def _paper_items(translator, tmp_path):
     items['origin'] = items['origin'].fillna('original')
     return items, rep
 
-def test_identity_translator_is_caught(mirror, tmp_path):
-    items, _ = _paper_items(IdentityTranslator(), tmp_path)
-    with pytest.raises(AssertionError, match='equal their source'): _translations_ok(items)
+@pytest.mark.parametrize('translator, why', [(IdentityTranslator(), 'equal their source'), (EmptyTranslator(), 'no translation survived'),
+                                             (ConstantTranslator(), 'nearly constant')])
+def test_broken_translators_are_caught(mirror, tmp_path, translator, why):
+    "Planted faults: a translator that returns its input, an empty string or a constant fails the translation check."
+    items, _ = _paper_items(translator, tmp_path)
+    with pytest.raises(AssertionError, match=why): _translations_ok(items)
+    _translations_ok(_paper_items(TagTranslator(), tmp_path/'ok')[0])       # and a translator that works passes it
 
 def test_paper_sampling_from_the_samplers_log(mirror, tmp_path):
     from hybrid_xir.registry import get_config
