@@ -6,12 +6,12 @@ Docs: https://hybrid-xir.github.io/hybrid_xir/store.html.md"""
 
 # %% auto #0
 __all__ = ['BLOCK', 'ROWS', 'TEXT', 'ID_TEXT', 'read_tsv_blocks', 'write_arrow', 'read_arrow', 'save_npy', 'mmarco_files',
-           'build_mmarco_store', 'TextColumn', 'MmarcoStore', 'StoreBatchSampler']
+           'build_mmarco_store', 'TextColumn', 'Store', 'build_items_store', 'StoreBatchSampler']
 
 # %% ../nbs/16_store.ipynb #3030218c
 import json
 from pathlib import Path
-import numpy as np
+import numpy as np, pandas as pd
 import pyarrow as pa, pyarrow.csv as pacsv
 from .core import DataError, atomic_write, write_json_atomic, progress_bar
 from .train_data import MMARCO_LANGS
@@ -162,24 +162,71 @@ class TextColumn:
         return out
 
 # %% ../nbs/16_store.ipynb #a4bc75c5
-class MmarcoStore:
-    "A built mMARCO store, memory-mapped: texts by (kind, language, rows), triples and groups as integer arrays."
+class Store:
+    """A built store (mMARCO's or a set of training items'), memory-mapped: texts by (kind, language, rows), triples and
+    groups as integer arrays, and each group's languages (`present`: bit k for `langs[k]`; mMARCO has every language)."""
     def __init__(self, path):
         self.path = Path(path)
         if not (self.path/'meta.json').exists(): raise DataError(f"{self.path} is not a complete store (no meta.json); build it again, it resumes")
         self.meta = json.loads((self.path/'meta.json').read_text())
-        self.langs = tuple(self.meta['langs'])
+        self.name, self.langs = self.meta['dataset'], tuple(self.meta['langs'])
         self.text = {(k, l): TextColumn(read_arrow(self.path/f'{k}.{l}.arrow')) for k in ('query', 'passage') for l in self.langs}
         self.triples, self.groups, self.starts = (np.load(self.path/f, mmap_mode='r') for f in ('triples.npy', 'groups.npy', 'starts.npy'))
         self.counts = np.diff(np.append(self.starts, len(self.triples)))
+        p = self.path/'present.npy'
+        self.present = np.load(p) if p.exists() else np.full(len(self.groups), (1 << len(self.langs)) - 1, np.uint32)
     def __len__(self): return len(self.groups)
+    def having(self, lang, min_langs=1):
+        "Positions of the groups that have `lang` (and at least `min_langs` languages)."
+        bit = np.uint32(1 << self.langs.index(lang))
+        ok = (self.present & bit) > 0
+        if min_langs > 1: ok &= np.array([bin(int(x)).count('1') for x in self.present]) >= min_langs
+        return np.flatnonzero(ok)
+    def langs_of(self, g):
+        "The languages of the group at position `g`."
+        return [l for k, l in enumerate(self.langs) if int(self.present[g]) >> k & 1]
     def texts(self, kind, lang, rows):
         "The texts of `rows` (integer rows of the ids) of `kind` ('query' or 'passage') in `lang`, as a list."
         return self.text[(kind, lang)].take(rows)
     def pick_triples(self, g, rng):
-        "For group positions `g`, one of each group's triples at random: (query rows, positive rows, negative rows)."
+        "For group positions `g`, one of each group's triples at random: (query rows, positive rows, negative rows; -1: none)."
         t = self.triples[self.starts[g] + rng.integers(0, self.counts[g])]
         return t[:, 0], t[:, 1], t[:, 2]
+
+# %% ../nbs/16_store.ipynb #09e3558d
+def build_items_store(items, dest, dataset=None):
+    """Training `items` of one dataset as a store at `dest` (written atomically, file by file, `meta.json` last)."""
+    dest = Path(dest); dest.mkdir(parents=True, exist_ok=True)
+    for junk in dest.glob('.*.tmp'): junk.unlink()
+    it = items.reset_index(drop=True)
+    name = dataset or (str(it['dataset'].iat[0]) if 'dataset' in it and len(it) else 'items')
+    dup = it.duplicated(['group', 'lang'])
+    if dup.any(): raise DataError(f"{name}: group {it['group'][dup].iat[0]!r} has two items in {it['lang'][dup].iat[0]!r}; a store keeps one per language")
+    groups = pd.unique(it['group']); G = len(groups)
+    row = pd.Index(groups).get_indexer(it['group'])
+    langs = sorted(it['lang'].unique())
+    if len(langs) > 32: raise DataError(f"{name}: {len(langs)} languages; a store holds at most 32")
+    present = np.zeros(G, np.uint32)
+    neg = np.array([len(n) > 0 for n in it['negatives']])
+    for k, l in enumerate(langs):
+        m = (it['lang'] == l).to_numpy(); r = row[m]
+        present[r] |= np.uint32(1 << k)
+        q, p = np.full(G, '', object), np.full(2 * G, '', object)
+        q[r] = it['query'][m].to_numpy(); p[r] = it['positive'][m].to_numpy()
+        p[G + r[neg[m]]] = [n[0] for n in it['negatives'][m & neg]]
+        for kind, col in (('query', q), ('passage', p)):
+            out = dest/f'{kind}.{l}.arrow'
+            if not out.exists(): write_arrow(pa.table({'text': pa.array(col, pa.large_string())}).to_batches(), TEXT, out)
+    has_neg = np.zeros(G, bool); has_neg[row[neg]] = True    # a group's negative row (some of its languages may lack one)
+    g = np.arange(G, dtype=np.int32)
+    for f, a in (('present.npy', present), ('groups.npy', g), ('starts.npy', g.astype(np.int64)),
+                 ('triples.npy', np.stack([g, g, np.where(has_neg, G + g, -1)], 1).astype(np.int32))):
+        if not (dest/f).exists(): save_npy(a, dest/f)
+    if not (dest/'group_names.arrow').exists():
+        write_arrow(pa.table({'name': pa.array([str(x) for x in groups], pa.large_string())}).to_batches(), pa.schema([('name', pa.large_string())]), dest/'group_names.arrow')
+    if not (dest/'meta.json').exists():
+        write_json_atomic(dict(dataset=name, langs=langs, queries=G, passages=2 * G, triples=G, groups=G, items=len(it)), dest/'meta.json')
+    return dest
 
 # %% ../nbs/16_store.ipynb #80ff6290
 class _IntQueue:
@@ -194,41 +241,57 @@ class _IntQueue:
         return out
 
 # %% ../nbs/16_store.ipynb #82c05538
+def _popcount(x):
+    "Number of set bits of each uint32 in `x`."
+    return np.unpackbits(np.ascontiguousarray(x, np.uint32).view(np.uint8)).reshape(-1, 32).sum(1)
+
 class StoreBatchSampler:
-    """Hybrid batches on integer ids over stores whose groups have every language of the store (mMARCO): each batch is
-    monolingual with probability `alpha`, else X-Y; the language is drawn uniformly, then the dataset in proportion to
-    `sizes` among those that have it (the paper's rule, `draw='language'`). An epoch is all groups // `batch_size`, for
-    every mode. A batch is (kind, dataset, group positions, query languages, passage languages), no group twice."""
-    def __init__(self, stores, batch_size, alpha=0.5, mode='hybrid', seed=0, sizes=None, rank=0, world_size=1):
+    """Hybrid batches on integer ids over stores ({dataset: `Store`}): each batch is monolingual with probability
+    `alpha`, else X-Y; its (query) language is drawn uniformly among those that can fill a batch, then the dataset in
+    proportion to `sizes` among those that have it (the paper's rule, `draw='language'`). An epoch is all groups //
+    `batch_size`, for every mode. A batch is (kind, dataset, group positions, query language, passage languages), no
+    group twice; `rank`/`world_size` take one slice of every global batch (DDP)."""
+    def __init__(self, stores, batch_size, alpha=0.5, mode='hybrid', seed=0, sizes=None, rank=0, world_size=1, batches_per_epoch=None):
         self.stores, self.batch_size, self.seed, self.rank, self.world_size = stores, batch_size, seed, rank, world_size
         self.alpha = {'mono': 1.0, 'cross': 0.0}.get(mode, alpha)
         self.epoch, self._skip = 0, 0
-        small = [d for d, s in stores.items() if len(s) < batch_size]
-        if small: raise DataError(f"batch_size {batch_size} is larger than the groups of {small}")
         if batch_size % world_size: raise DataError(f"batch_size {batch_size} is not divisible by world_size {world_size}")
-        sizes = {d: float((sizes or {}).get(d, len(s))) for d, s in stores.items()}
-        langs = sorted({l for s in stores.values() for l in s.langs})
-        self.choices = []
+        self.sizes = {d: float((sizes or {}).get(d, len(s))) for d, s in stores.items()}
+        self.groups = {'mono': {(d, l): s.having(l) for d, s in stores.items() for l in s.langs}}
+        multi = {d: _popcount(s.present) >= 2 for d, s in stores.items()}
+        self.groups['cross'] = {(d, l): g[multi[d][g]] for (d, l), g in self.groups['mono'].items()}
+        fill = {k: sorted(dl for dl, g in v.items() if len(g) >= batch_size) for k, v in self.groups.items()}
+        if self.alpha > 0 and not fill['mono']:
+            raise DataError(f"batch_size {batch_size} is larger than the groups of any (dataset, language); monolingual batches cannot be filled")
+        if self.alpha < 1 and not fill['cross']:
+            raise DataError(f"batch_size {batch_size} is larger than the multi-language groups of any (dataset, language); X-Y batches cannot be filled")
+        self.choices = {k: self._choices(v) for k, v in fill.items()}
+        self.batches_per_epoch = batches_per_epoch or max(1, sum(len(s) for s in stores.values()) // batch_size)
+    def _choices(self, fill):
+        "[((dataset, language), p)]: the language uniformly, then the dataset by size among those that have it."
+        langs, out = sorted({l for _, l in fill}), []
         for l in langs:
-            ds = [d for d in sorted(stores) if l in stores[d].langs]
-            self.choices += [((d, l), sizes[d] / sum(sizes[x] for x in ds) / len(langs)) for d in ds]
-        self.batches_per_epoch = max(1, sum(len(s) for s in stores.values()) // batch_size)
+            ds = [d for d, ll in fill if ll == l]
+            out += [((d, l), self.sizes[d] / sum(self.sizes[x] for x in ds) / len(langs)) for d in ds]
+        return out
     def __len__(self): return self.batches_per_epoch - self._skip
     def set_epoch(self, epoch): self.epoch = int(epoch)
     def plan(self, epoch=None):
         "The global batches of an epoch (deterministic in seed and epoch)."
         rng = np.random.default_rng([self.seed, self.epoch if epoch is None else epoch])
-        keys, p = [k for k, _ in self.choices], np.array([p for _, p in self.choices])
-        queues = {k: _IntQueue(len(self.stores[k[0]]), rng) for k in keys}
+        draw = {k: ([dl for dl, _ in c], np.array([p for _, p in c])) for k, c in self.choices.items() if c}
+        queues = {k: {dl: _IntQueue(len(g), rng) for dl, g in v.items() if len(g) >= self.batch_size} for k, v in self.groups.items()}
         out = []
         for _ in range(self.batches_per_epoch):
             kind = 'mono' if rng.random() < self.alpha else 'cross'
+            keys, p = draw[kind]
             d, l = keys[rng.choice(len(keys), p=p)]
-            g = queues[(d, l)].take(self.batch_size)
-            ls = self.stores[d].langs
-            pl = np.full(len(g), ls.index(l))
-            if kind == 'cross': pl = (pl + 1 + rng.integers(0, len(ls) - 1, len(g))) % len(ls)
-            out.append((kind, d, g, l, [ls[i] for i in pl]))
+            g = self.groups[kind][(d, l)][queues[kind][(d, l)].take(self.batch_size)]
+            if kind == 'mono': pl = [l] * len(g)
+            else:
+                st = self.stores[d]
+                pl = [(lambda o: o[rng.integers(len(o))])([x for x in st.langs_of(i) if x != l]) for i in g]
+            out.append((kind, d, g, l, pl))
         return out
     def __iter__(self):
         per = self.batch_size // self.world_size
@@ -236,7 +299,8 @@ class StoreBatchSampler:
             s = slice(self.rank * per, (self.rank + 1) * per)
             yield kind, d, g[s], l, pl[s]
     def fetch(self, batch, rng):
-        "Texts of a batch: {'anchor', 'positive', 'negative'}: lists of strings, fetched from the memory-mapped store."
+        """Texts of a batch: {'anchor', 'positive', 'negative'}, lists of strings read from the memory-mapped stores. A
+        pair without a hard negative gets the positive of another group in the passage language (as `train.pair_dataset`)."""
         kind, d, g, l, pl = batch
         st = self.stores[d]
         q, p, n = st.pick_triples(g, rng)
@@ -244,6 +308,13 @@ class StoreBatchSampler:
         pl = np.asarray(pl)
         for lang in np.unique(pl):
             i = np.flatnonzero(pl == lang)
-            for col, rows in (('positive', p), ('negative', n)):
-                for j, t in zip(i, st.texts('passage', lang, rows[i])): out[col][j] = t
+            for j, t in zip(i, st.texts('passage', lang, p[i])): out['positive'][j] = t
+            has = i[n[i] >= 0]
+            for j, t in zip(has, st.texts('passage', lang, n[has])): out['negative'][j] = t
+            miss = [j for j in i if not out['negative'][j]]
+            if miss:
+                pool = self.groups['mono'][(d, lang)]
+                other = pool[rng.integers(len(pool), size=len(miss))]
+                other = np.where(other == g[miss], pool[(np.searchsorted(pool, other) + 1) % len(pool)], other)
+                for j, t in zip(miss, st.texts('passage', lang, st.pick_triples(other, rng)[1])): out['negative'][j] = t
         return out

@@ -61,8 +61,8 @@ def run_child(kind, a):
         build_mmarco_store(a['root'], a['dest'], progress=False)
         res = dict(seconds=time.time() - t0)
     elif kind == 'sample':
-        from hybrid_xir.store import MmarcoStore, StoreBatchSampler
-        st = {'mmarco': MmarcoStore(a['dest'])}
+        from hybrid_xir.store import Store, StoreBatchSampler
+        st = {'mmarco': Store(a['dest'])}
         s = StoreBatchSampler(st, 100, seed=0)
         s.batches_per_epoch = min(s.batches_per_epoch, a['batches'])
         rng = np.random.default_rng(0)

@@ -25,9 +25,9 @@ def mmarco_layout(root, langs=('en', 'de'), n_q=40, n_p=120, per_q=3, seed=0):
     return trip
 
 def test_store_holds_every_text_once_and_the_triples_as_rows(tmp_path):
-    from hybrid_xir.store import build_mmarco_store, MmarcoStore
+    from hybrid_xir.store import build_mmarco_store, Store
     trip = mmarco_layout(tmp_path/'src')
-    st = MmarcoStore(build_mmarco_store(tmp_path/'src', tmp_path/'store', langs=('en', 'de'), progress=False))
+    st = Store(build_mmarco_store(tmp_path/'src', tmp_path/'store', langs=('en', 'de'), progress=False))
     assert st.meta | {'source': None} == dict(dataset='mmarco', langs=['en', 'de'], queries=40, passages=120, triples=60, groups=20, source=None)
     assert len(st) == 20 and st.counts.tolist() == [3] * 20
     # every triple, looked up through the store's rows, names the source file's ids
@@ -77,11 +77,11 @@ def test_a_killed_build_resumes_to_the_same_bytes(tmp_path):
 @pytest.fixture
 def two_stores(tmp_path):
     "mMARCO in en, de, zh (20 groups) and a second, larger store in en, de only (60 groups)."
-    from hybrid_xir.store import build_mmarco_store, MmarcoStore
+    from hybrid_xir.store import build_mmarco_store, Store
     mmarco_layout(tmp_path/'a', ('en', 'de', 'zh'), n_q=40)
     mmarco_layout(tmp_path/'b', ('en', 'de'), n_q=120, seed=1)
-    return {'mmarco': MmarcoStore(build_mmarco_store(tmp_path/'a', tmp_path/'sa', langs=('en', 'de', 'zh'), progress=False)),
-            'other': MmarcoStore(build_mmarco_store(tmp_path/'b', tmp_path/'sb', langs=('en', 'de'), progress=False))}
+    return {'mmarco': Store(build_mmarco_store(tmp_path/'a', tmp_path/'sa', langs=('en', 'de', 'zh'), progress=False)),
+            'other': Store(build_mmarco_store(tmp_path/'b', tmp_path/'sb', langs=('en', 'de'), progress=False))}
 
 def test_id_sampler_draws_the_papers_batches(two_stores):
     from hybrid_xir.store import StoreBatchSampler
@@ -125,3 +125,24 @@ def test_fetch_returns_the_groups_texts(two_stores):
             mine = trip[trip.q == st.groups[q]]
             pos = st.texts('passage', 'en', mine.p); neg = st.texts('passage', 'en', mine.n)
             assert ('en ' + p.split()[1], 'en ' + n.split()[1]) in set(zip(pos, neg))      # one of the group's own triples
+
+def test_items_store_beside_mmarco(two_stores, tmp_path):
+    "A QA set whose groups have different languages (th only in some), sampled with mMARCO: every pair is in its group's languages."
+    from hybrid_xir.store import build_items_store, Store, StoreBatchSampler
+    rows = [dict(dataset='qa', group=f'qa:{i}', lang=l, query=f'{l} q{i}', positive=f'{l} a{i}', negatives=[f'{l} n{i}'] if i % 3 else [])
+            for i in range(60) for l in (('en', 'th') if i % 2 else ('en',))]
+    qa = Store(build_items_store(pd.DataFrame(rows), tmp_path/'qa'))
+    s = StoreBatchSampler({'mmarco': two_stores['mmarco'], 'qa': qa}, 8, seed=0, batches_per_epoch=3000)
+    plan = s.plan()
+    rng = np.random.default_rng(0)
+    langs = pd.Series([l for _, _, _, l, _ in plan]).value_counts(normalize=True)
+    assert set(langs.index) == {'en', 'de', 'zh', 'th'} and (abs(langs - 0.25) < 0.03).all(), langs
+    for b in plan[:300]:
+        kind, d, g, l, pl = b
+        x = s.fetch(b, rng)
+        if d != 'qa': continue
+        for gi, a, p, n, plang in zip(g, x['anchor'], x['positive'], x['negative'], pl):
+            i = int(a.split('q')[1])
+            assert a == f'{l} q{i}' and p == f'{plang} a{i}' and plang in qa.langs_of(gi)
+            # its own hard negative when it has one, else another group's positive in the passage language
+            assert n == f'{plang} n{i}' if i % 3 else (n.startswith(f'{plang} a') and n != p)
