@@ -62,6 +62,7 @@ class TrainConfig:
     draw: str = 'language'                 # batch language and dataset: 'language' (the paper's: language uniform, then dataset by size) or 'dataset' (dataset first)
     dataset_sizes: str = 'data'            # sampler weights: 'data' (counted in the loaded data; mMARCO by triples) or 'table9' (the paper's Table 9 sizes)
     validation: str = 'split'              # 'split' (val_frac of the training groups) or 'squadshifts' (the paper's early stopping set)
+    data_store: str = 'items'              # the training data in memory as items ('items') or on disk in hybrid_xir.store ('store': paper data, all of mMARCO)
 
     def __post_init__(self):
         "Check every field's type and range, so that a bad configuration fails when it is made, before any work."
@@ -80,7 +81,7 @@ class TrainConfig:
         if self.max_steps == 0: bad.append("max_steps must be -1 (use epochs) or at least 1, got 0")
         choices = dict(mode=('mono', 'cross', 'hybrid'), loss=('mnrl', 'cached_mnrl'), eval_dataset=('xquad-r', 'mlqa-r'),
                        train_data=('lareqa', 'paper'), validation=('split', 'squadshifts'),
-                       draw=('language', 'dataset'), dataset_sizes=('data', 'table9'))
+                       draw=('language', 'dataset'), dataset_sizes=('data', 'table9'), data_store=('items', 'store'))
         for name, ok in choices.items():
             if getattr(self, name) not in ok: bad.append(f"{name} must be one of {', '.join(ok)}, got {getattr(self, name)!r}")
         for name in ('freeze_embeddings', 'bf16', 'bt_every_lang'):
@@ -96,6 +97,8 @@ class TrainConfig:
         num('mmarco_queries', -1, integer=True); num('source_max_items', -1, integer=True)
         if not isinstance(self.bt_pivots, tuple) or not all(isinstance(p, (tuple, list)) and len(p) == 2 for p in self.bt_pivots):
             bad.append(f"bt_pivots must be ((lang, pivot), ...), got {self.bt_pivots!r}")
+        if self.data_store == 'store' and (self.train_data != 'paper' or self.draw != 'language'):
+            bad.append("data_store='store' trains on the paper's data (train_data='paper') with its draw (draw='language')")
         if bad: raise ModelError("bad training configuration: " + '; '.join(bad))
 
 # draw='dataset': the sampler that produced the offline grid's committed results (the paper's is draw='language')

@@ -6,18 +6,21 @@ Docs: https://hybrid-xir.github.io/hybrid_xir/training_set.html.md"""
 
 # %% auto #0
 __all__ = ['PAPER_BT_PIVOTS', 'TABLE9_SIZES', 'EVAL_SETS', 'paper_training_items', 'paper_validation_items', 'dataset_sizes',
-           'base_items', 'bt_pivots_for', 'config_items', 'coverage_table', 'run_augment']
+           'base_items', 'bt_pivots_for', 'config_items', 'coverage_table', 'run_augment', 'training_stores',
+           'store_sizes']
 
 # %% ../nbs/09b_training_set.ipynb #66f78afc
 from pathlib import Path
 import numpy as np, pandas as pd
-from .core import DataError, output_dir, write_text_atomic
+from .core import DataError, output_dir, write_text_atomic, cache_dir, text_hash
 from .data import load_lareqa
 from .train_data import mmarco_items, hub_qa_items, drop_overlap, overlap_report, training_items
 from .augment import (AugmentError, Decoding, translators_for, translate_train, translate_cached, augment_items,
                                 bt_routes, benchmark_translator)
 from .registry import TrainConfig, get_config
 from .params import AugmentParams, as_params
+from .train_data import _hub_or_local
+from .store import build_mmarco_store, build_items_store, mmarco_files, Store
 
 # %% ../nbs/09b_training_set.ipynb #9cb6c59f
 # hybrid_bt's back-translation pivot, one per training language of the paper recipe (our choice: the paper has no BT).
@@ -146,3 +149,29 @@ def run_augment(params=None, /, *, translators=None, **kwargs):
         write_text_atomic(df.to_csv(index=idx), out/fname)
     return dict(report=rep, coverage=cov, examples=ex, throughput=bench, items=len(items), augmented=len(aug))
 
+
+# %% ../nbs/09b_training_set.ipynb #e03dd21a
+def training_stores(cfg: TrainConfig, items, progress=True):
+    """{dataset: `Store`} of the paper's training data for `cfg`: mMARCO from its repository's files (all of it), the other
+    datasets of `items` (the configuration's items, without mMARCO's) each as an items store."""
+    if cfg.train_data != 'paper': raise DataError("the store holds the paper's training data (train_data='paper')")
+    bt = items['origin'].fillna('').astype(str).str.startswith('bt:') if 'origin' in items else pd.Series(False, index=items.index)
+    if bt.any(): raise DataError("data_store='store' does not hold back-translated paraphrases (hybrid_bt) yet; use data_store='items'")
+    stores = {}
+    if cfg.mmarco_langs and cfg.mmarco_queries != 0:
+        rels = ['data/triples.train.ids.small.tsv'] + [str(f.relative_to('.')) for l in cfg.mmarco_langs for f in mmarco_files('.', l)]
+        root = Path(_hub_or_local('unicamp-dl/mmarco', rels[0])).parents[1]
+        for r in rels[1:]: _hub_or_local('unicamp-dl/mmarco', r)              # every file of the snapshot, fetched once
+        key = text_hash(f"{root.resolve()}|{','.join(cfg.mmarco_langs)}", 8).hex()
+        stores['mmarco'] = Store(build_mmarco_store(root, cache_dir('stores', f'mmarco-{key}'), cfg.mmarco_langs, progress))
+    for d, g in items[items['dataset'] != 'mmarco'].groupby('dataset', sort=True):
+        digest = pd.util.hash_pandas_object(g[['group', 'lang', 'query', 'positive']].astype(str), index=False).values.tobytes()
+        negs = '\x00'.join(n[0] if len(n) else '' for n in g['negatives'])
+        stores[d] = Store(build_items_store(g, cache_dir('stores', f"{d}-{text_hash(digest.hex() + negs, 8).hex()}"), d))
+    return stores
+
+def store_sizes(cfg: TrainConfig, items, stores):
+    "The sampler's dataset sizes for `stores` (`dataset_sizes`, with mMARCO's triples counted in its store)."
+    sizes = dataset_sizes(cfg, items[items['dataset'].isin(list(stores))])
+    if 'mmarco' in stores and cfg.dataset_sizes == 'data': sizes['mmarco'] = stores['mmarco'].meta['triples']
+    return sizes

@@ -10,7 +10,10 @@ import argparse, json, os, resource, shutil, subprocess, sys, time
 from pathlib import Path
 
 PASSAGES, QUERIES, TRIPLES = 8_841_823, 808_731, 39_780_811
+QA_GROUPS, MFAQ_PAIRS = 520_000, 3_567_659           # the QA sets' groups (each in 9 languages) and MFAQ's English pairs
 LANGS = ('en', 'ar', 'zh', 'de', 'es', 'ru', 'hi')
+QA_LANGS = ('en', 'ar', 'zh', 'de', 'es', 'ru', 'th', 'tr', 'hi')
+SIZES = {'mmarco': 39_780_811, 'qa': 343_355, 'mfaq': 3_567_659}   # Table 9 per language (the QA sets: their sum)
 
 
 def write_synthetic_mmarco(root, scale, langs=LANGS, seed=0):
@@ -42,6 +45,15 @@ def write_synthetic_mmarco(root, scale, langs=LANGS, seed=0):
     return dict(passages=n_p, queries=n_q, triples=n_t)
 
 
+def synthetic_items(dataset, n_groups, langs):
+    "Training items of `n_groups` groups, each in every language of `langs`, with short texts and one hard negative."
+    import numpy as np, pandas as pd
+    g = np.repeat(np.arange(n_groups), len(langs)); l = np.tile(np.array(langs, object), n_groups)
+    s = pd.Series(g).astype(str).to_numpy(object)
+    return pd.DataFrame(dict(dataset=dataset, group=s, lang=l, query=l + ' question ' + s, positive=l + ' answer ' + s,
+                             negatives=[[x] for x in l + ' other ' + s]))
+
+
 def du(path): return sum(f.stat().st_size for f in Path(path).rglob('*') if f.is_file())
 
 
@@ -60,10 +72,15 @@ def run_child(kind, a):
         from hybrid_xir.store import build_mmarco_store
         build_mmarco_store(a['root'], a['dest'], progress=False)
         res = dict(seconds=time.time() - t0)
+    elif kind == 'build_items':
+        from hybrid_xir.store import build_items_store
+        for name, n, langs in (('qa', a['qa'], QA_LANGS), ('mfaq', a['mfaq'], ('en',))):
+            build_items_store(synthetic_items(name, n, langs), Path(a['dest'])/name)
+        res = dict(seconds=time.time() - t0)
     elif kind == 'sample':
         from hybrid_xir.store import Store, StoreBatchSampler
-        st = {'mmarco': Store(a['dest'])}
-        s = StoreBatchSampler(st, 100, seed=0)
+        st = {d: Store(Path(a['dest'])/d) for d in ('mmarco', 'qa', 'mfaq') if (Path(a['dest'])/d).exists()}
+        s = StoreBatchSampler(st, 100, seed=0, sizes=SIZES)
         s.batches_per_epoch = min(s.batches_per_epoch, a['batches'])
         rng = np.random.default_rng(0)
         t1 = time.time(); plan = s.plan(); t2 = time.time()
@@ -100,11 +117,15 @@ def main(argv=None):
         src = w/'hub'/'unicamp-dl'/'mmarco'
         t0 = time.time(); n = write_synthetic_mmarco(src, sc); gen = time.time() - t0
         if sc in a.scales:
-            b = child('build', dict(root=str(src), dest=str(w/'store')))
-            s = child('sample', dict(dest=str(w/'store'), batches=a.batches)) if 'error' not in b else {}
+            b = child('build', dict(root=str(src), dest=str(w/'store'/'mmarco')))
+            n.update(qa_groups=max(1, int(QA_GROUPS * sc)), mfaq_pairs=max(1, int(MFAQ_PAIRS * sc)))
+            bi = child('build_items', dict(dest=str(w/'store'), qa=n['qa_groups'], mfaq=n['mfaq_pairs'])) if 'error' not in b else {}
+            s = child('sample', dict(dest=str(w/'store'), batches=a.batches)) if 'error' not in b and 'error' not in bi else {}
             rows.append(dict(code='store', scale=sc, **n, generate_s=gen, build_s=b.get('seconds'), build_peak_rss_gb=b.get('peak_rss_gb'),
-                             error=b.get('error'), source_disk_gb=du(src) / 1e9, store_disk_gb=du(w/'store') / 1e9 if (w/'store').exists() else None,
-                             batches_per_s=s.get('batches_per_s'), sample_peak_rss_gb=s.get('peak_rss_gb')))
+                             items_build_s=bi.get('seconds'), items_build_peak_rss_gb=bi.get('peak_rss_gb'),
+                             error=b.get('error') or bi.get('error'), source_disk_gb=du(src) / 1e9,
+                             store_disk_gb=du(w/'store') / 1e9 if (w/'store').exists() else None,
+                             batches_per_s=s.get('batches_per_s'), sample_peak_rss_gb=s.get('peak_rss_gb'), example=s.get('example')))
             print(json.dumps(rows[-1]), flush=True)
         if sc in a.old:
             o = child('old', dict(mirror=str(w/'hub')))

@@ -239,8 +239,8 @@ def test_a_wrong_target_language_code_is_caught(mirror, tmp_path, monkeypatch):
     with pytest.raises(AssertionError, match='not in the language asked for'): _nllb_ok(*_nllb_standin_items(mirror, langs), langs)
 
 @pytest.mark.slow
-@pytest.mark.parametrize('lr, learns', [(1e-3, True), (1e-9, False)])     # lr 1e-9: a planted fault, nothing is learnt
-def test_training_on_the_learnable_standin_task_goes_below_chance(mirror, tmp_path, lr, learns):
+@pytest.mark.parametrize('lr, learns, store', [(1e-3, True, 'items'), (1e-9, False, 'items'), (1e-3, True, 'store')])   # lr 1e-9: a planted fault
+def test_training_on_the_learnable_standin_task_goes_below_chance(mirror, tmp_path, monkeypatch, lr, learns, store):
     """The recipe's trainer (XLM-R stand-in, language-uniform hybrid batches, SQuADShifts early stopping) on the card
     fixtures, where a question and its passage share the entity's number: the validation loss falls from the untrained
     model's to well below chance, ln(2 x batch) with one hard negative per pair."""
@@ -251,8 +251,12 @@ def test_training_on_the_learnable_standin_task_goes_below_chance(mirror, tmp_pa
     shutil.rmtree(mirror/'xlm-roberta-base'); make_xlmr_standin(mirror/'xlm-roberta-base')
     cfg = get_config('hybrid', train_data='paper', base_model='xlm-roberta-base', qa_langs=('en',), mmarco_langs=('en', 'de'),
                      batch_size=8, lr=lr, max_steps=60, eval_steps=20, val_batches=4, bf16=False, max_seq_length=32,
-                     draw='language', dataset_sizes='data', warmup_ratio=0.0, validation='squadshifts')
+                     draw='language', dataset_sizes='data', warmup_ratio=0.0, validation='squadshifts', data_store=store)
+    monkeypatch.setenv('HYBRID_XIR_CACHE', str(tmp_path/'cache'))
     tr = build_trainer(cfg, base_items(cfg, progress=False)[0], tmp_path/'ck')
+    if store == 'store':        # all of mMARCO's triples (3 per query) and the QA sets, from the stores
+        assert tr.sampling[0]['data_store'] == 'store' and tr.sampling[0]['groups']['mmarco'] == 40 and len(tr.train_dataset) == 60 * 8
+        assert (tmp_path/'ck'/'store_batches.arrow').exists() and tr.sampling[0]['sizes']['mmarco'] == 120
     before = tr.evaluate()['eval_loss']
     tr.train()
     evals = [h['eval_loss'] for h in tr.state.log_history if 'eval_loss' in h and h['step'] > 0]
