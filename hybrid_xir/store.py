@@ -236,11 +236,14 @@ class _IntQueue:
     def __init__(self, n, rng): self.n, self.rng, self.buf = n, rng, np.zeros(0, np.int64)
     def take(self, k):
         if len(self.buf) >= k: out, self.buf = self.buf[:k], self.buf[k:]; return out
-        head = self.buf
+        head, need = self.buf, k - len(self.buf)
         nxt = self.rng.permutation(self.n)
-        nxt = np.concatenate([nxt[~np.isin(nxt, head)], nxt[np.isin(nxt, head)]])   # no position twice in this batch
-        out = np.concatenate([head, nxt[:k - len(head)]]); self.buf = nxt[k - len(head):]
-        return out
+        seen = set(head.tolist())                   # no position twice in this batch: skip the head's, keep them for later
+        lead = nxt[:need + len(head)]
+        fresh = np.array([x for x in lead.tolist() if x not in seen][:need], np.int64)
+        later = np.array([x for x in lead.tolist() if x not in set(fresh.tolist())], np.int64)
+        self.buf = np.concatenate([later, nxt[need + len(head):]])
+        return np.concatenate([head, fresh])
 
 # %% ../nbs/16_store.ipynb #82c05538
 def _popcount(x):

@@ -7,14 +7,14 @@ Docs: https://hybrid-xir.github.io/hybrid_xir/training_set.html.md"""
 # %% auto #0
 __all__ = ['PAPER_BT_PIVOTS', 'TABLE9_SIZES', 'EVAL_SETS', 'paper_training_items', 'paper_validation_items', 'dataset_sizes',
            'base_items', 'bt_pivots_for', 'config_items', 'coverage_table', 'run_augment', 'training_stores',
-           'store_sizes']
+           'store_overlap', 'store_sizes']
 
 # %% ../nbs/09b_training_set.ipynb #66f78afc
 from pathlib import Path
 import numpy as np, pandas as pd
 from .core import DataError, output_dir, write_text_atomic, cache_dir, text_hash
 from .data import load_lareqa
-from .train_data import mmarco_items, hub_qa_items, drop_overlap, overlap_report, training_items
+from .train_data import mmarco_items, hub_qa_items, drop_overlap, overlap_report, training_items, normalize_text
 from .augment import (AugmentError, Decoding, translators_for, translate_train, translate_cached, augment_items,
                                 bt_routes, benchmark_translator)
 from .registry import TrainConfig, get_config
@@ -39,7 +39,7 @@ def paper_training_items(cfg, progress=True):
     the English QA sets with their translations into `cfg.qa_langs`, and the English-only sets, without any item that
     overlaps an evaluation set."""
     frames, tt_report = [], None
-    if cfg.mmarco_langs and cfg.mmarco_queries != 0:
+    if cfg.mmarco_langs and cfg.mmarco_queries != 0 and cfg.data_store != 'store':     # the store reads all of mMARCO itself
         frames.append(mmarco_items(cfg.mmarco_langs, n_queries=_cap(cfg.mmarco_queries), seed=cfg.seed))
     if cfg.qa_sources:
         en = pd.concat([hub_qa_items(s, _cap(cfg.source_max_items), cfg.seed) for s in cfg.qa_sources], ignore_index=True)
@@ -163,12 +163,28 @@ def training_stores(cfg: TrainConfig, items, progress=True):
         root = Path(_hub_or_local('unicamp-dl/mmarco', rels[0])).parents[1]
         for r in rels[1:]: _hub_or_local('unicamp-dl/mmarco', r)              # every file of the snapshot, fetched once
         key = text_hash(f"{root.resolve()}|{','.join(cfg.mmarco_langs)}", 8).hex()
-        stores['mmarco'] = Store(build_mmarco_store(root, cache_dir('stores', f'mmarco-{key}'), cfg.mmarco_langs, progress))
+        stores['mmarco'] = st = Store(build_mmarco_store(root, cache_dir('stores', f'mmarco-{key}'), cfg.mmarco_langs, progress))
+        st.present[store_overlap(st, [load_lareqa(ds, cfg.data_dir) for ds in EVAL_SETS])] = 0     # as drop_overlap does for items
     for d, g in items[items['dataset'] != 'mmarco'].groupby('dataset', sort=True):
         digest = pd.util.hash_pandas_object(g[['group', 'lang', 'query', 'positive']].astype(str), index=False).values.tobytes()
         negs = '\x00'.join(n[0] if len(n) else '' for n in g['negatives'])
         stores[d] = Store(build_items_store(g, cache_dir('stores', f"{d}-{text_hash(digest.hex() + negs, 8).hex()}"), d))
     return stores
+
+def store_overlap(store, evals):
+    """Boolean mask of the store's groups whose query (any language) is an evaluation question, or one of whose
+    positives is an evaluation candidate (normalised as `drop_overlap`), read a language at a time."""
+    q = {normalize_text(t) for ev in evals for t in ev.questions['text']}
+    c = {normalize_text(t) for ev in evals for t in ev.candidates['text']}
+    qrows = np.asarray(store.triples[np.asarray(store.starts), 0])
+    pos = np.asarray(store.triples[:, 1]); grp = np.repeat(np.arange(len(store)), store.counts)
+    bad = np.zeros(len(store), bool)
+    for l in store.langs:
+        bad |= np.array([normalize_text(t) in q for t in store.texts('query', l, qrows)])
+        u, inv = np.unique(pos, return_inverse=True)
+        hit = np.array([normalize_text(t) in c for t in store.texts('passage', l, u)])[inv]
+        bad[grp[hit]] = True
+    return bad
 
 def store_sizes(cfg: TrainConfig, items, stores):
     "The sampler's dataset sizes for `stores` (`dataset_sizes`, with mMARCO's triples counted in its store)."

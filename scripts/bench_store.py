@@ -102,6 +102,22 @@ def run_child(kind, a):
     print(json.dumps(res))
 
 
+def plot(csv, png):
+    "Peak RSS against scale: the store's build and sampling, and the current item-table code."
+    import pandas as pd, matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    t = pd.read_csv(csv)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    st, old = t[t.code == 'store'], t[t.code != 'store']
+    ax.plot(st.scale, st[['build_peak_rss_gb', 'items_build_peak_rss_gb']].max(axis=1), 'o-', label='store: build (largest stage)')
+    ax.plot(st.scale, st.sample_peak_rss_gb, 's-', label='store: sampling with texts')
+    ax.plot(old.scale, old.build_peak_rss_gb, '^--', label='current code: mMARCO items + pair table')
+    ax.axhline(8, color='grey', lw=0.8, ls=':'); ax.text(st.scale.min(), 8.3, 'target 8 GB', color='grey', fontsize=8)
+    ax.set(xscale='log', xlabel="scale (1 = the paper's sizes)", ylabel='peak RSS (GB)', title='Training data: memory against scale')
+    ax.legend(fontsize=8); fig.tight_layout(); fig.savefig(png, dpi=110); plt.close(fig)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     ap.add_argument('--scales', type=float, nargs='*', default=[0.01, 0.1, 1.0])
@@ -109,7 +125,10 @@ def main(argv=None):
     ap.add_argument('--work', default='/tmp/hybrid_xir_bench')
     ap.add_argument('--out', default='reports/bench')
     ap.add_argument('--batches', type=int, default=2000)
+    ap.add_argument('--keep', action='store_true', help='keep the synthetic sources and stores in --work')
+    ap.add_argument('--plot-only', action='store_true', help='redraw the plot from the CSV in --out')
     a = ap.parse_args(argv)
+    if a.plot_only: plot(Path(a.out)/'store_scale.csv', Path(a.out)/'store_scale.png'); return 0
     rows = []
     for sc in sorted(set(a.scales) | set(a.old)):
         w = Path(a.work)/f'scale-{sc:g}'
@@ -125,17 +144,19 @@ def main(argv=None):
                              items_build_s=bi.get('seconds'), items_build_peak_rss_gb=bi.get('peak_rss_gb'),
                              error=b.get('error') or bi.get('error'), source_disk_gb=du(src) / 1e9,
                              store_disk_gb=du(w/'store') / 1e9 if (w/'store').exists() else None,
-                             batches_per_s=s.get('batches_per_s'), sample_peak_rss_gb=s.get('peak_rss_gb'), example=s.get('example')))
+                             batches_per_s=s.get('batches_per_s'), plan_s=s.get('plan_s'), fetch_s=s.get('fetch_s'),
+                             sample_peak_rss_gb=s.get('peak_rss_gb'), example=s.get('example')))
             print(json.dumps(rows[-1]), flush=True)
         if sc in a.old:
             o = child('old', dict(mirror=str(w/'hub')))
             rows.append(dict(code='items (current)', scale=sc, **n, build_s=o.get('seconds'), build_peak_rss_gb=o.get('peak_rss_gb'),
                              error=o.get('error'), pairs=o.get('pairs')))
             print(json.dumps(rows[-1]), flush=True)
-        shutil.rmtree(w, ignore_errors=True)
+        if not a.keep: shutil.rmtree(w, ignore_errors=True)
     out = Path(a.out); out.mkdir(parents=True, exist_ok=True)
     import pandas as pd
     pd.DataFrame(rows).to_csv(out/'store_scale.csv', index=False)
+    plot(out/'store_scale.csv', out/'store_scale.png')
     return 0
 
 

@@ -253,7 +253,9 @@ def test_training_on_the_learnable_standin_task_goes_below_chance(mirror, tmp_pa
                      batch_size=8, lr=lr, max_steps=60, eval_steps=20, val_batches=4, bf16=False, max_seq_length=32,
                      draw='language', dataset_sizes='data', warmup_ratio=0.0, validation='squadshifts', data_store=store)
     monkeypatch.setenv('HYBRID_XIR_CACHE', str(tmp_path/'cache'))
-    tr = build_trainer(cfg, base_items(cfg, progress=False)[0], tmp_path/'ck')
+    items = base_items(cfg, progress=False)[0]
+    assert ('mmarco' in set(items.dataset)) == (store == 'items')      # the store reads all of mMARCO itself, never as items
+    tr = build_trainer(cfg, items, tmp_path/'ck')
     if store == 'store':        # all of mMARCO's triples (3 per query) and the QA sets, from the stores
         assert tr.sampling[0]['data_store'] == 'store' and tr.sampling[0]['groups']['mmarco'] == 40 and len(tr.train_dataset) == 60 * 8
         assert (tmp_path/'ck'/'store_batches.arrow').exists() and tr.sampling[0]['sizes']['mmarco'] == 120
